@@ -1,0 +1,1 @@
+//! Benchmarks live in `benches/`; this crate also hosts the baseline server binary.
