@@ -1,0 +1,1 @@
+//! Pure per-shard session core (filled in by the session work).
