@@ -116,6 +116,9 @@ pub enum RelayError {
     /// Bytes follow the payload.
     #[error("trailing bytes after relay envelope")]
     TrailingBytes,
+    /// The JSON form could not be parsed (see [`Envelope::decode_json`]).
+    #[error("bad JSON relay envelope")]
+    Json,
 }
 
 /// One relayed message or receipt, borrowing its strings and payload.
@@ -238,6 +241,95 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// The JSON form's fields (strings borrowed, so ids with JSON escapes are refused).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonEnvelope<'a> {
+    v: u8,
+    kind: &'a str,
+    dest_kind: &'a str,
+    dest: &'a str,
+    from: &'a str,
+    client_msg_id: &'a str,
+    msg_id: u64,
+    offset: u64,
+    ts: u64,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
+}
+
+impl<'a> Envelope<'a> {
+    /// Appends the JSON form: for logs and inspection tools, and the `relay_binary_vs_json`
+    /// benchmark that justifies the binary wire form. Never sent between nodes.
+    pub fn encode_json(&self, out: &mut Vec<u8>) {
+        use crate::frames::json::{write_key, write_str, write_u64};
+        out.reserve(self.encoded_len() + 128);
+        out.extend_from_slice(br#"{"v":1,"kind":""#);
+        out.extend_from_slice(match self.kind {
+            EnvelopeKind::Message => b"message",
+            EnvelopeKind::Receipt => b"receipt",
+        });
+        out.extend_from_slice(br#"","destKind":""#);
+        out.extend_from_slice(match self.dest_kind {
+            DestKind::User => b"user" as &[u8],
+            DestKind::Room => b"room",
+            DestKind::Node => b"node",
+        });
+        out.extend_from_slice(b"\",");
+        for (k, v) in [
+            ("dest", self.dest),
+            ("from", self.from),
+            ("clientMsgId", self.client_msg_id),
+        ] {
+            write_key(out, k);
+            write_str(out, v);
+            out.push(b',');
+        }
+        for (k, v) in [
+            ("msgId", self.msg_id),
+            ("offset", self.offset),
+            ("ts", self.ts),
+        ] {
+            write_key(out, k);
+            write_u64(out, v);
+            out.push(b',');
+        }
+        write_key(out, "payload");
+        out.extend_from_slice(self.payload);
+        out.push(b'}');
+    }
+
+    /// Parses the JSON form written by [`Envelope::encode_json`].
+    pub fn decode_json(input: &'a [u8]) -> Result<Self, RelayError> {
+        let j: JsonEnvelope<'a> = serde_json::from_slice(input).map_err(|_| RelayError::Json)?;
+        if j.v != RELAY_VERSION {
+            return Err(RelayError::UnsupportedVersion(j.v));
+        }
+        let kind = match j.kind {
+            "message" => EnvelopeKind::Message,
+            "receipt" => EnvelopeKind::Receipt,
+            _ => return Err(RelayError::Json),
+        };
+        let dest_kind = match j.dest_kind {
+            "user" => DestKind::User,
+            "room" => DestKind::Room,
+            "node" => DestKind::Node,
+            _ => return Err(RelayError::Json),
+        };
+        Ok(Envelope {
+            kind,
+            dest_kind,
+            dest: j.dest,
+            from: j.from,
+            client_msg_id: j.client_msg_id,
+            msg_id: j.msg_id,
+            offset: j.offset,
+            ts: j.ts,
+            payload: j.payload.get().as_bytes(),
+        })
+    }
+}
+
 fn take_str<'a>(
     rest: &mut &'a [u8],
     field: &'static str,
@@ -289,6 +381,14 @@ mod tests {
                 assert_eq!(Envelope::decode(&out), Ok(e));
             }
         }
+    }
+
+    #[test]
+    fn json_form_round_trips() {
+        let mut out = Vec::new();
+        sample().encode_json(&mut out);
+        assert_eq!(Envelope::decode_json(&out), Ok(sample()));
+        assert_eq!(Envelope::decode_json(b"{}"), Err(RelayError::Json));
     }
 
     #[test]

@@ -26,7 +26,7 @@
 //! - `json.rs` — string escaping, integer writing, value skipping.
 
 mod client;
-mod json;
+pub(crate) mod json;
 mod owned;
 mod server;
 

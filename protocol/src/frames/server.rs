@@ -223,3 +223,179 @@ impl ServerFrame<'_> {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::{OwnedServerFrame, RawPayload};
+
+    fn round_trip(f: ServerFrame<'_>) -> OwnedServerFrame {
+        let bytes = f.to_vec();
+        // Valid JSON for any generic parser too.
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+        OwnedServerFrame::parse(&bytes).unwrap()
+    }
+
+    #[test]
+    fn every_frame_round_trips_through_the_owned_parser() {
+        let w = ServerFrame::Welcome {
+            user: "al\"ice",
+            node_id: "n-1",
+            shard: 3,
+            resume_token: "tok.en",
+            ping_interval_ms: 25_000,
+            offset: 41,
+            ring_version: 9,
+        };
+        assert_eq!(
+            round_trip(w),
+            OwnedServerFrame::Welcome {
+                user: "al\"ice".into(),
+                node_id: "n-1".into(),
+                shard: 3,
+                resume_token: "tok.en".into(),
+                ping_interval_ms: 25_000,
+                offset: 41,
+                ring_version: 9
+            }
+        );
+        let d = ServerFrame::Deliver {
+            msg_id: u64::MAX,
+            offset: 1,
+            from: "bob\n",
+            payload: br#"{"a": [1, "x"]}"#,
+            ts: 17,
+        };
+        assert_eq!(
+            round_trip(d),
+            OwnedServerFrame::Message {
+                msg_id: u64::MAX,
+                offset: 1,
+                from: "bob\n".into(),
+                ts: 17,
+                payload: RawPayload::from_json(r#"{"a": [1, "x"]}"#).unwrap()
+            }
+        );
+        assert_eq!(
+            round_trip(ServerFrame::Sent {
+                client_msg_id: "c\\1",
+                msg_id: 5,
+                offset: 6,
+                to: "bob"
+            }),
+            OwnedServerFrame::Sent {
+                client_msg_id: "c\\1".into(),
+                msg_id: 5,
+                offset: 6,
+                to: "bob".into()
+            }
+        );
+        assert_eq!(
+            round_trip(ServerFrame::Gap { from: 3, to: 9 }),
+            OwnedServerFrame::Gap { from: 3, to: 9 }
+        );
+        assert_eq!(
+            round_trip(ServerFrame::Pong {
+                nonce: Some(0),
+                ts: 1
+            }),
+            OwnedServerFrame::Pong {
+                nonce: Some(0),
+                ts: 1
+            }
+        );
+        assert_eq!(
+            round_trip(ServerFrame::Pong { nonce: None, ts: 1 }),
+            OwnedServerFrame::Pong { nonce: None, ts: 1 }
+        );
+        assert_eq!(
+            round_trip(ServerFrame::Drain {
+                deadline_ms: 5000,
+                reason: "shutdown",
+                resume_token: "t"
+            }),
+            OwnedServerFrame::Drain {
+                deadline_ms: 5000,
+                reason: "shutdown".into(),
+                resume_token: "t".into()
+            }
+        );
+        assert_eq!(
+            round_trip(ServerFrame::Redirect {
+                ws_url: "ws://10.0.0.2:9001/ws?token=x&y=1"
+            }),
+            OwnedServerFrame::Redirect {
+                ws_url: "ws://10.0.0.2:9001/ws?token=x&y=1".into()
+            }
+        );
+        for code in [
+            ErrorCode::BadFrame,
+            ErrorCode::UnknownType,
+            ErrorCode::TooLarge,
+            ErrorCode::Unavailable,
+        ] {
+            assert_eq!(
+                round_trip(ServerFrame::Error {
+                    code,
+                    message: "m\u{1}",
+                    client_msg_id: Some("c")
+                }),
+                OwnedServerFrame::Error {
+                    code,
+                    message: "m\u{1}".into(),
+                    client_msg_id: Some("c".into())
+                }
+            );
+        }
+        assert_eq!(
+            round_trip(ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: "",
+                client_msg_id: None
+            }),
+            OwnedServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: "".into(),
+                client_msg_id: None
+            }
+        );
+    }
+
+    #[test]
+    fn exact_bytes_of_a_delivery() {
+        let d = ServerFrame::Deliver {
+            msg_id: 7,
+            offset: 3,
+            from: "alice",
+            payload: br#"{"text":"hi"}"#,
+            ts: 1700000000000,
+        };
+        assert_eq!(
+            String::from_utf8(d.to_vec()).unwrap(),
+            r#"{"type":"message","msgId":7,"offset":3,"from":"alice","ts":1700000000000,"payload":{"text":"hi"}}"#
+        );
+    }
+
+    #[test]
+    fn unknown_server_frames_and_codes_are_tolerated() {
+        assert_eq!(
+            OwnedServerFrame::parse(br#"{"type":"presence","user":"x","online":true}"#).unwrap(),
+            OwnedServerFrame::Unknown {
+                kind: "presence".into()
+            }
+        );
+        assert_eq!(
+            OwnedServerFrame::parse(
+                br#"{"type":"error","code":"quota_exceeded","message":"m","extra":1}"#
+            )
+            .unwrap(),
+            OwnedServerFrame::Error {
+                code: ErrorCode::Other,
+                message: "m".into(),
+                client_msg_id: None
+            }
+        );
+        assert!(OwnedServerFrame::parse(b"{}").is_err());
+        assert!(OwnedServerFrame::parse(br#"{"type":"gap","from":"x","to":1}"#).is_err());
+    }
+}
