@@ -46,7 +46,7 @@ fn message_frame(size: usize) -> Vec<u8> {
 
 fn parse_client_message_simd_vs_serde(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse_client_message_simd_vs_serde");
-    for size in [100usize, 1229] {
+    for size in [100usize, 1229, 4096] {
         let input = message_frame(size);
         assert!(matches!(
             ClientFrame::parse(&input),

@@ -11,10 +11,17 @@
 //! - [`parse_with_serde`] (serde_json with a borrowed `&RawValue`): the reference
 //!   implementation, kept for the property tests that compare the two and for the benchmark.
 //!
-//! [`ClientFrame::parse`] uses the faster of the two as measured by the
-//! `parse_client_message_simd_vs_serde` benchmark (see `benches/RESULTS.md`).
+//! Both give the same result on every input the property tests produce. Which is faster
+//! depends on the size (see `benches/RESULTS.md`, `examples/parse_crossover.rs`): simd-json
+//! wins on small frames (~12% at 100 B: it finds the few fields without a per-byte state
+//! machine) and loses on large ones (~15% behind at 1.2 KiB, ~40% at 4 KiB: it copies the
+//! input twice and decodes every string of the payload, while serde_json's `RawValue`
+//! skims over it). So [`ClientFrame::parse`] uses simd-json up to [`SIMD_PARSE_MAX_LEN`]
+//! bytes and serde_json above. Known differences at the edges, both refusals or accepted
+//! oddities of hostile input, never panics: serde_json refuses nesting deeper than 128 and
+//! lone UTF-16 surrogate escapes (`"\ud800"`), which simd-json accepts.
 
-use super::json::{skip_string, skip_value, skip_ws};
+use super::json::{skip_string, skip_ws};
 use super::{FrameError, MAX_ACK_IDS, MAX_CLIENT_MSG_ID_LEN};
 use crate::user::validate_user_id;
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
@@ -24,6 +31,10 @@ use simd_json::{Buffers, Node, StaticNode, Tape};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
+
+/// Frames up to this many bytes are parsed with simd-json, larger ones with serde_json
+/// (the measured crossover is around 400 B on the reference machine).
+pub const SIMD_PARSE_MAX_LEN: usize = 384;
 
 /// Scratch space above this is released after a parse, so one huge frame does not pin
 /// memory on a shard forever.
@@ -59,9 +70,13 @@ pub enum ClientFrame<'a> {
 impl<'a> ClientFrame<'a> {
     /// Parses one client text frame. Never mutates `input`; the payload is a sub-slice of it.
     ///
-    /// Uses a per-thread [`ClientFrameParser`] so scratch buffers are reused without the
-    /// caller holding one; a shard that wants explicit ownership uses the parser directly.
+    /// Frames up to [`SIMD_PARSE_MAX_LEN`] bytes go through a per-thread
+    /// [`ClientFrameParser`] (scratch buffers reused without the caller holding one), larger
+    /// ones through [`parse_with_serde`]; see the module docs for why.
     pub fn parse(input: &'a [u8]) -> Result<Self, FrameError> {
+        if input.len() > SIMD_PARSE_MAX_LEN {
+            return parse_with_serde(input);
+        }
         thread_local! {
             static PARSER: RefCell<ClientFrameParser> = RefCell::new(ClientFrameParser::new());
         }
@@ -246,7 +261,7 @@ fn extract<'a>(
     let mut f = Fields::default();
     let mut seen = 0u8;
     let mut i = 1;
-    for _ in 0..len {
+    for member in 0..len {
         let Some(Node::String(key)) = tape.get(i) else {
             return Err(FrameError::Malformed);
         };
@@ -271,7 +286,15 @@ fn extract<'a>(
             SEEN_TO => f.to = node_str(input, base, val)?,
             SEEN_CID => f.client_msg_id = node_str(input, base, val)?,
             SEEN_PAYLOAD if !matches!(val, Node::Static(StaticNode::Null)) => {
-                f.payload = Some(raw_value_after_key(input, key_off)?);
+                // The next member's key (if any) bounds the value from above, so the payload
+                // itself is never scanned: only the whitespace and separators around it.
+                let next_key_off = match tape.get(i + 1 + node_count(val)) {
+                    Some(Node::String(k)) if member + 1 < len => {
+                        Some((k.as_ptr() as usize).wrapping_sub(base))
+                    }
+                    _ => None,
+                };
+                f.payload = Some(raw_value_after_key(input, key_off, next_key_off)?);
             }
             SEEN_UP_TO => f.up_to = node_u64(val)?,
             SEEN_NONCE => f.nonce = node_u64(val)?,
@@ -297,8 +320,15 @@ fn extract<'a>(
     f.finish()
 }
 
-/// The raw bytes of the value following the key whose content starts at `key_off`.
-fn raw_value_after_key(input: &[u8], key_off: usize) -> Result<&[u8], FrameError> {
+/// The raw bytes of the value following the key whose content starts at `key_off`, in a
+/// document simd-json has validated. The value ends before the `,` that precedes the next
+/// key (whose content starts at `next_key_off`), or, for the last member, before the
+/// object's closing `}`: found by walking back over whitespace, never through the value.
+fn raw_value_after_key(
+    input: &[u8],
+    key_off: usize,
+    next_key_off: Option<usize>,
+) -> Result<&[u8], FrameError> {
     let quote = key_off.checked_sub(1).ok_or(FrameError::Malformed)?;
     let after_key = skip_string(input, quote).ok_or(FrameError::Malformed)?;
     let colon = skip_ws(input, after_key);
@@ -306,8 +336,27 @@ fn raw_value_after_key(input: &[u8], key_off: usize) -> Result<&[u8], FrameError
         return Err(FrameError::Malformed);
     }
     let start = skip_ws(input, colon + 1);
-    let end = skip_value(input, start).ok_or(FrameError::Malformed)?;
-    input.get(start..end).ok_or(FrameError::Malformed)
+    let (limit, closer) = match next_key_off {
+        Some(k) => (k.checked_sub(1).ok_or(FrameError::Malformed)?, b','),
+        None => (input.len(), b'}'),
+    };
+    let closer_at = skip_ws_back(input, limit).ok_or(FrameError::Malformed)?;
+    if input.get(closer_at) != Some(&closer) {
+        return Err(FrameError::Malformed);
+    }
+    let end = skip_ws_back(input, closer_at).map_or(0, |i| i + 1);
+    input
+        .get(start..end)
+        .filter(|v| !v.is_empty())
+        .ok_or(FrameError::Malformed)
+}
+
+/// Index of the last non-whitespace byte before `end`, if any.
+fn skip_ws_back(input: &[u8], end: usize) -> Option<usize> {
+    input
+        .get(..end)?
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// A string that borrows from the input when it has no escapes.

@@ -30,7 +30,7 @@ pub(crate) mod json;
 mod owned;
 mod server;
 
-pub use client::{parse_with_serde, ClientFrame, ClientFrameParser};
+pub use client::{parse_with_serde, ClientFrame, ClientFrameParser, SIMD_PARSE_MAX_LEN};
 pub use owned::{OwnedClientFrame, OwnedServerFrame, RawPayload, ServerFrameError};
 pub use server::ServerFrame;
 
