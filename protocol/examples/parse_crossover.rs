@@ -22,16 +22,18 @@ fn frame(size: usize) -> Vec<u8> {
 }
 
 fn main() {
-    println!("frame size, best ns/parse: simd-json tape | serde_json RawValue");
+    println!(
+        "frame size, best ns/parse: simd-json tape | serde_json RawValue | ClientFrameParser::parse"
+    );
     let mut p = ClientFrameParser::new();
-    for size in [100usize, 200, 400, 700, 1229, 4096] {
+    for size in [100usize, 200, 300, 400, 700, 1229, 4096] {
         let input = frame(size);
-        let (mut best_simd, mut best_serde) = (f64::MAX, f64::MAX);
+        let (mut best_simd, mut best_serde, mut best_auto) = (f64::MAX, f64::MAX, f64::MAX);
         for _ in 0..60 {
             let n = 5000;
             let t = Instant::now();
             for _ in 0..n {
-                black_box(p.parse(black_box(&input)).is_ok());
+                black_box(p.parse_simd(black_box(&input)).is_ok());
             }
             best_simd = best_simd.min(t.elapsed().as_nanos() as f64 / n as f64);
             let t = Instant::now();
@@ -39,12 +41,18 @@ fn main() {
                 black_box(parse_with_serde(black_box(&input)).is_ok());
             }
             best_serde = best_serde.min(t.elapsed().as_nanos() as f64 / n as f64);
+            let t = Instant::now();
+            for _ in 0..n {
+                black_box(p.parse(black_box(&input)).is_ok());
+            }
+            best_auto = best_auto.min(t.elapsed().as_nanos() as f64 / n as f64);
         }
         println!(
-            "{:5} B  simd {:7.1} ns  serde {:7.1} ns",
+            "{:5} B  simd {:7.1} ns  serde {:7.1} ns  ClientFrameParser::parse {:7.1} ns",
             input.len(),
             best_simd,
-            best_serde
+            best_serde,
+            best_auto
         );
     }
 }

@@ -19,8 +19,8 @@
 //!
 //! # Layout
 //!
-//! - `client.rs` — [`ClientFrame`], its simd-json parser ([`ClientFrameParser`]) and the
-//!   serde_json reference parser.
+//! - `client.rs` — [`ClientFrame`] and its two parsers: simd-json ([`ClientFrameParser`],
+//!   small frames) and serde_json ([`parse_with_serde`], large frames).
 //! - `server.rs` — [`ServerFrame`] and its encoder.
 //! - `owned.rs` — [`OwnedServerFrame`], [`OwnedClientFrame`].
 //! - `json.rs` — string escaping, integer writing, value skipping.
