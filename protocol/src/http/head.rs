@@ -26,7 +26,7 @@ pub(super) fn split_head<'a>(
         }
     }
     let window = &buf[..buf.len().min(limits.max_header_bytes)];
-    let Some(end) = window.windows(4).position(|w| w == b"\r\n\r\n") else {
+    let Some(end) = find_blank_line(window) else {
         return if buf.len() >= limits.max_header_bytes {
             Err(HttpError::HeadTooLarge)
         } else {
@@ -43,6 +43,20 @@ pub(super) fn split_head<'a>(
         headers,
         len: end + 4,
     }))
+}
+
+/// Offset of the first `\r\n\r\n` in `buf`. Jumps from LF to LF (header lines are tens of
+/// bytes long) instead of comparing a 4-byte window at every offset.
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = buf[from..].iter().position(|&b| b == b'\n') {
+        let lf = from + i;
+        if lf >= 3 && &buf[lf - 3..=lf] == b"\r\n\r\n" {
+            return Some(lf - 3);
+        }
+        from = lf + 1;
+    }
+    None
 }
 
 /// Iterates `(name, value)` over header lines, validating each and enforcing the count.
@@ -85,4 +99,28 @@ fn parse_header_line(line: &str) -> Result<(&str, &str), HttpError> {
 /// RFC 9110 `tchar`: characters allowed in tokens (methods, header names).
 pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_line_search() {
+        assert_eq!(find_blank_line(b"\r\n\r\n"), Some(0));
+        assert_eq!(find_blank_line(b"a\r\n\r\nb"), Some(1));
+        assert_eq!(find_blank_line(b"a\n\r\n\r\n"), Some(2));
+        assert_eq!(find_blank_line(b"a\r\n\n\r\n"), None);
+        assert_eq!(find_blank_line(b"\n\n\n"), None);
+        assert_eq!(find_blank_line(b""), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn blank_line_matches_naive(bytes in proptest::collection::vec(
+            proptest::sample::select(vec![b'\r', b'\n', b'a']), 0..40)) {
+            let naive = bytes.windows(4).position(|w| w == b"\r\n\r\n");
+            proptest::prop_assert_eq!(find_blank_line(&bytes), naive);
+        }
+    }
 }
