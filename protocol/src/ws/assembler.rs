@@ -98,7 +98,7 @@ enum Source {
     Control,
 }
 
-/// Per-connection WebSocket receive state (see the module docs). About 130 bytes and no
+/// Per-connection WebSocket receive state (see the module docs). 112 bytes on x86-64 and no
 /// heap while no message is half-received.
 #[derive(Debug)]
 pub struct MessageAssembler {

@@ -5,7 +5,7 @@
 //! hands complete messages out *by reference into that buffer* when a message arrived whole.
 //! It keeps bytes of its own only while a message spans several frames or reads, and drops
 //! that allocation once the message is handed out, so an idle connection costs the size of
-//! the assembler struct (about a hundred bytes) and no heap.
+//! the assembler struct (112 bytes on x86-64) and no heap.
 //!
 //! # Layout
 //! - `frame.rs`: [`OpCode`], [`FrameHeader`], [`decode_header`] / [`decode_frame`] with every
