@@ -478,6 +478,17 @@ impl SessionCore {
         added
     }
 
+    /// Whether `poll_transmit` would hand out something for `conn` now.
+    pub fn has_pending(&self, conn: ConnId) -> bool {
+        let Some(&slot) = self.by_conn.get(&conn) else {
+            return false;
+        };
+        let u = self.user(slot);
+        u.conn
+            .as_ref()
+            .is_some_and(|c| !c.closing && c.cursor < u.head)
+    }
+
     /// The runtime finished a write for `conn`: the consumer is making progress, so the
     /// slow-consumer clocks restart. Returns whether more is pending (call `poll_transmit`).
     pub fn handle_written(&mut self, conn: ConnId, _now_ms: u64) -> bool {
@@ -611,9 +622,19 @@ impl SessionCore {
         }
     }
 
+    /// Removes the oldest log entry of `slot`, then any entries acked by id that this brings
+    /// to the front. Returns false when the log was empty.
+    fn pop_front(&mut self, slot: u32, why: Trim, now_ms: u64) -> bool {
+        if !self.pop_one(slot, why) {
+            return false;
+        }
+        self.trim_acked_prefix(slot, now_ms);
+        true
+    }
+
     /// Removes the oldest log entry of `slot`, keeping every budget and the connection's
     /// window consistent. Returns false when the log was empty.
-    fn pop_front(&mut self, slot: u32, why: Trim, _now_ms: u64) -> bool {
+    fn pop_one(&mut self, slot: u32, why: Trim) -> bool {
         let u = self.slots[slot as usize]
             .as_mut()
             .expect("slot indices held by the core are live");
@@ -668,8 +689,9 @@ impl SessionCore {
     }
 
     /// Trims entries at or below the acked offset, and entries acked by id that reached the
-    /// front (which advances the cumulative acked offset past them).
-    fn trim_acked_prefix(&mut self, slot: u32, now_ms: u64) {
+    /// front. Those advance the cumulative acked offset only when contiguous with it: an
+    /// unacked entry that expired before them is still missing for the client.
+    fn trim_acked_prefix(&mut self, slot: u32, _now_ms: u64) {
         loop {
             let u = self.user_mut(slot);
             let Some(front) = u.log.front_mut() else {
@@ -678,11 +700,13 @@ impl SessionCore {
             if front.msg.offset <= u.acked {
                 front.acked = true;
             } else if front.acked {
-                u.acked = front.msg.offset;
+                if front.msg.offset == u.acked + 1 {
+                    u.acked = front.msg.offset;
+                }
             } else {
                 break;
             }
-            self.pop_front(slot, Trim::Acked, now_ms);
+            self.pop_one(slot, Trim::Acked);
         }
     }
 

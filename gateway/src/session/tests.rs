@@ -552,3 +552,400 @@ fn idle_state_stays_within_budget() {
     assert_eq!(c.gauges().log_entries, 0);
     assert_eq!(c.idle_heap_bytes("bob"), Some(0));
 }
+
+/// Model-based property test: any interleaving of commits, acks, attaches, detaches, polls,
+/// completed writes and expiry over a few users keeps the delivery guarantees and the bounds.
+mod model {
+    use std::collections::{BTreeSet, HashMap};
+    use std::rc::Rc;
+
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    const USERS: [&str; 4] = ["u0", "u1", "u2", "u3"];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Commit {
+            to: usize,
+            from: usize,
+            cmid: u8,
+            len: usize,
+        },
+        Attach {
+            user: usize,
+            last: Last,
+            check_replay: bool,
+        },
+        Detach {
+            user: usize,
+        },
+        Poll {
+            user: usize,
+            budget: usize,
+        },
+        Written {
+            user: usize,
+        },
+        AckUpTo {
+            user: usize,
+        },
+        AckIds {
+            user: usize,
+            pick: u8,
+        },
+        AckRaw {
+            user: usize,
+            offset: u64,
+        },
+        Tick {
+            dt: u64,
+            budget: usize,
+        },
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Last {
+        Fresh,
+        Contiguous,
+        Acked,
+        Raw(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let u = 0..USERS.len();
+        prop_oneof![
+            6 => (u.clone(), u.clone(), 0u8..12, 0usize..300)
+                .prop_map(|(to, from, cmid, len)| Op::Commit { to, from, cmid, len }),
+            2 => (u.clone(), prop_oneof![
+                    Just(Last::Fresh), Just(Last::Contiguous), Just(Last::Acked),
+                    (0u64..40).prop_map(Last::Raw)
+                ], any::<bool>())
+                .prop_map(|(user, last, check_replay)| Op::Attach { user, last, check_replay }),
+            1 => u.clone().prop_map(|user| Op::Detach { user }),
+            4 => (u.clone(), 1usize..600).prop_map(|(user, budget)| Op::Poll { user, budget }),
+            2 => u.clone().prop_map(|user| Op::Written { user }),
+            2 => u.clone().prop_map(|user| Op::AckUpTo { user }),
+            1 => (u.clone(), any::<u8>()).prop_map(|(user, pick)| Op::AckIds { user, pick }),
+            1 => (u.clone(), 0u64..40).prop_map(|(user, offset)| Op::AckRaw { user, offset }),
+            2 => (0u64..400, 1usize..6).prop_map(|(dt, budget)| Op::Tick { dt, budget }),
+        ]
+    }
+
+    /// What the client side of one user has seen.
+    #[derive(Default)]
+    struct Client {
+        /// Attached connection, and the next offset its stream may carry.
+        conn: Option<(ConnId, u64)>,
+        /// A `Writable` arrived and the connection was not drained since.
+        armed: bool,
+        /// Every offset received, any connection: offset → msg id.
+        received: HashMap<u64, u64>,
+        /// Offsets acked by id (accepted by the core while held).
+        acked_ids: BTreeSet<u64>,
+        /// Last offset any commit returned.
+        last_commit: u64,
+        /// offset → msg id as returned to senders.
+        committed: HashMap<u64, u64>,
+    }
+
+    struct World {
+        core: SessionCore,
+        clients: Vec<Client>,
+        next_conn: ConnId,
+        now: u64,
+        /// (to, from, cmid) → first answer.
+        sent: HashMap<(usize, usize, u8), (u64, u64)>,
+    }
+
+    impl World {
+        fn contiguous(&self, user: usize) -> u64 {
+            let c = &self.clients[user];
+            let mut o = self.core.acked_offset(USERS[user]).unwrap_or(0);
+            while c.received.contains_key(&(o + 1)) || c.acked_ids.contains(&(o + 1)) {
+                o += 1;
+            }
+            o
+        }
+
+        fn events(&mut self) {
+            while let Some(ev) = self.core.poll_event() {
+                match ev {
+                    Event::Writable(conn) => {
+                        if let Some(c) = self
+                            .clients
+                            .iter_mut()
+                            .find(|c| c.conn.map(|x| x.0) == Some(conn))
+                        {
+                            c.armed = true;
+                        }
+                    }
+                    Event::Close { conn, reason } => {
+                        assert_eq!(reason, CloseReason::SlowConsumer);
+                        let user = self
+                            .core
+                            .user_of(conn)
+                            .cloned()
+                            .expect("closing conn attached");
+                        assert!(self.core.detach(conn, self.now).is_some());
+                        let i = USERS.iter().position(|u| **u == *user).unwrap();
+                        self.clients[i].conn = None;
+                        self.clients[i].armed = false;
+                    }
+                }
+            }
+        }
+
+        /// Polls `user`'s connection once and checks the stream.
+        fn poll(&mut self, user: usize, budget: usize) -> Vec<Outbound> {
+            let Some((conn, mut next)) = self.clients[user].conn else {
+                return Vec::new();
+            };
+            let mut out = Vec::new();
+            let n = self.core.poll_transmit(conn, budget, &mut out);
+            assert_eq!(n, out.len());
+            if !self.clients[user].armed {
+                assert_eq!(n, 0, "items pending without a Writable event");
+            }
+            let acked = self.core.acked_offset(USERS[user]).unwrap_or(0);
+            let c = &mut self.clients[user];
+            for item in &out {
+                let (lo, hi) = match item {
+                    Outbound::Deliver(m) => {
+                        assert_eq!(c.committed.get(&m.offset), Some(&m.msg_id), "same message");
+                        c.received.insert(m.offset, m.msg_id);
+                        (m.offset, m.offset)
+                    }
+                    Outbound::Gap { from, to } => {
+                        assert!(from <= to);
+                        assert!(*from > acked, "acked offsets are never reported missing");
+                        (*from, *to)
+                    }
+                };
+                // Commit order, each offset once per connection, and nothing skipped silently
+                // unless the client acked it.
+                assert!(lo >= next, "stream goes forward: {lo} < {next}");
+                for skipped in next..lo {
+                    assert!(
+                        skipped <= acked || c.acked_ids.contains(&skipped),
+                        "offset {skipped} skipped silently"
+                    );
+                }
+                next = hi + 1;
+            }
+            c.conn = Some((conn, next));
+            if !self.core.has_pending(conn) {
+                c.armed = false;
+            }
+            out
+        }
+
+        fn apply(&mut self, op: Op) {
+            match op {
+                Op::Commit {
+                    to,
+                    from,
+                    cmid,
+                    len,
+                } => {
+                    self.now += 1;
+                    let id = if cmid == 0 {
+                        String::new()
+                    } else {
+                        cmid.to_string()
+                    };
+                    let r = self.core.commit(
+                        USERS[to],
+                        Rc::from(USERS[from]),
+                        &id,
+                        vec![b'7'; len].into(),
+                        self.now,
+                    );
+                    match r {
+                        Ok(Commit::Committed { msg_id, offset }) => {
+                            let c = &mut self.clients[to];
+                            assert!(offset > c.last_commit, "offsets strictly increase");
+                            c.last_commit = offset;
+                            c.committed.insert(offset, msg_id);
+                            if cmid != 0 {
+                                self.sent.insert((to, from, cmid), (msg_id, offset));
+                            }
+                        }
+                        Ok(Commit::Duplicate { msg_id, offset }) => {
+                            assert_ne!(cmid, 0, "empty ids are never deduplicated");
+                            assert_eq!(self.sent.get(&(to, from, cmid)), Some(&(msg_id, offset)));
+                        }
+                        Err(SessionError::TooManyUsers) => {}
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+                Op::Attach {
+                    user,
+                    last,
+                    check_replay,
+                } => {
+                    let name = USERS[user];
+                    let existed = self.core.head_offset(name).is_some();
+                    let mut head = self.core.head_offset(name).unwrap_or(0);
+                    let mut acked_before = self.core.acked_offset(name).unwrap_or(0);
+                    let last = match last {
+                        Last::Fresh => None,
+                        Last::Contiguous => Some(self.contiguous(user)),
+                        Last::Acked => Some(acked_before),
+                        Last::Raw(n) => Some(n),
+                    };
+                    let conn = self.next_conn;
+                    self.next_conn += 1;
+                    let a = match self.core.attach(name, conn, last, self.now) {
+                        Ok(a) => a,
+                        Err(SessionError::TooManyUsers) => return,
+                        Err(e) => panic!("unexpected {e}"),
+                    };
+                    if !existed {
+                        // A new record starts at the shard's floor, above anything this user
+                        // was ever given.
+                        assert!(a.head_offset >= self.clients[user].last_commit);
+                        head = a.head_offset;
+                        acked_before = a.head_offset;
+                    }
+                    let old = self.clients[user].conn.take();
+                    assert_eq!(a.replaced, old.map(|c| c.0));
+                    assert_eq!(a.head_offset, head);
+                    let asked = match (last, a.resume) {
+                        (Some(n), Resume::Complete | Resume::Partial) => n.max(acked_before),
+                        (Some(n), Resume::Ahead) => {
+                            assert!(n > head);
+                            acked_before
+                        }
+                        (None, Resume::Fresh) => acked_before,
+                        (l, r) => panic!("resume {r:?} for last {l:?}"),
+                    };
+                    // Acked up to the resume point, plus entries acked by id right after it.
+                    let floor = asked.min(head).max(acked_before);
+                    assert!(a.acked_offset >= floor);
+                    assert!(((floor + 1)..=a.acked_offset)
+                        .all(|o| self.clients[user].acked_ids.contains(&o)));
+                    let c = &mut self.clients[user];
+                    c.conn = Some((conn, a.acked_offset + 1));
+                    c.armed = false;
+                    self.events();
+                    if check_replay {
+                        // Exactly the unacked suffix still in the log, after the reported gap.
+                        let start = a.resume_gap.map_or(asked + 1, |(_, to)| to + 1);
+                        if let Some((from, _)) = a.resume_gap {
+                            assert_eq!(from, asked + 1);
+                        }
+                        let acked_ids = &self.clients[user].acked_ids;
+                        let want: Vec<u64> =
+                            (start..=head).filter(|o| !acked_ids.contains(o)).collect();
+                        assert_eq!(a.replay, want.len() as u64);
+                        let out = self.poll(user, usize::MAX);
+                        let got: Vec<u64> = out
+                            .iter()
+                            .filter_map(|o| match o {
+                                Outbound::Deliver(m) => Some(m.offset),
+                                Outbound::Gap { .. } => None,
+                            })
+                            .collect();
+                        assert_eq!(got, want, "replay after {last:?}");
+                        match (a.resume_gap, out.first()) {
+                            (Some((from, to)), Some(Outbound::Gap { from: f, to: t })) => {
+                                assert_eq!((from, to), (*f, *t));
+                            }
+                            (Some(g), first) => panic!("gap {g:?} not first in stream: {first:?}"),
+                            (None, _) => {}
+                        }
+                    }
+                }
+                Op::Detach { user } => {
+                    if let Some((conn, _)) = self.clients[user].conn.take() {
+                        assert_eq!(
+                            self.core.detach(conn, self.now).as_deref(),
+                            Some(USERS[user])
+                        );
+                        self.clients[user].armed = false;
+                    }
+                }
+                Op::Poll { user, budget } => {
+                    self.poll(user, budget);
+                }
+                Op::Written { user } => {
+                    if let Some((conn, _)) = self.clients[user].conn {
+                        let more = self.core.handle_written(conn, self.now);
+                        assert_eq!(more, self.core.has_pending(conn));
+                    }
+                }
+                Op::AckUpTo { user } => {
+                    let upto = self.contiguous(user);
+                    self.core.ack_up_to(USERS[user], upto, self.now);
+                }
+                Op::AckIds { user, pick } => {
+                    let c = &self.clients[user];
+                    let acked = self.core.acked_offset(USERS[user]).unwrap_or(0);
+                    let ids: Vec<(u64, u64)> = c
+                        .received
+                        .iter()
+                        .filter(|(o, _)| **o > acked && (**o + u64::from(pick)) % 3 == 0)
+                        .map(|(o, id)| (*o, *id))
+                        .collect();
+                    let msg_ids: Vec<u64> = ids.iter().map(|x| x.1).collect();
+                    self.core.ack_ids(USERS[user], &msg_ids, self.now);
+                    self.clients[user].acked_ids.extend(ids.iter().map(|x| x.0));
+                }
+                Op::AckRaw { user, offset } => {
+                    let before = self.core.acked_offset(USERS[user]);
+                    let after = self.core.ack_up_to(USERS[user], offset, self.now);
+                    if let (Some(b), Some(a)) = (before, after) {
+                        assert!(a >= b, "acked offset never goes back");
+                    }
+                }
+                Op::Tick { dt, budget } => {
+                    self.now += dt;
+                    self.core.expire(self.now, budget);
+                }
+            }
+            self.events();
+            self.core.check_invariants();
+        }
+    }
+
+    fn small_limits() -> SessionLimits {
+        let cost = MESSAGE_OVERHEAD + 2 + 300;
+        SessionLimits {
+            buffer_max: 6,
+            resume_ttl_ms: 1_000,
+            log_max_bytes: 4 * cost,
+            max_offline_log_bytes: 6 * cost,
+            per_conn_buffer_size: 3,
+            per_conn_buffer_bytes: 2 * cost,
+            slow_consumer_max_drops: 5,
+            slow_consumer_timeout_ms: 600,
+            dedup_max: 3,
+            max_users: 3,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_interleaving_keeps_the_guarantees(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut w = World {
+                core: SessionCore::new(1, small_limits()).unwrap(),
+                clients: (0..USERS.len()).map(|_| Client::default()).collect(),
+                next_conn: 1,
+                now: 0,
+                sent: HashMap::new(),
+            };
+            for op in ops {
+                w.apply(op);
+            }
+            // Everything still pending reaches each connection in order.
+            for u in 0..USERS.len() {
+                w.clients[u].armed = true;
+                w.poll(u, usize::MAX);
+            }
+        }
+    }
+}
