@@ -949,3 +949,54 @@ mod model {
         }
     }
 }
+
+/// Resident set size of this process, bytes (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Figures for the report, not a check: run with
+/// `cargo test -p gateway --release --lib session_figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints figures; run by name in release"]
+fn session_figures() {
+    const USERS_N: u64 = 200_000;
+    let mut c = SessionCore::new(0, SessionLimits::default()).unwrap();
+    let before = rss_bytes();
+    for i in 0..USERS_N {
+        c.attach(&format!("user-{i:08}"), i, None, 0).unwrap();
+    }
+    let after = rss_bytes();
+    println!(
+        "idle attached users: {USERS_N}, RSS +{} B/user (UserState {} B inline)",
+        (after - before) / USERS_N,
+        SessionCore::user_state_size().0
+    );
+    // Commit + transmit + ack round trip, all users connected.
+    let from: Rc<str> = Rc::from("sender");
+    let payload: Box<[u8]> = vec![b'x'; 32].into();
+    let names: Vec<String> = (0..1000).map(|i| format!("user-{i:08}")).collect();
+    let mut out = Vec::new();
+    let rounds = 1_000_000u64;
+    let t = std::time::Instant::now();
+    for r in 0..rounds {
+        let i = (r % 1000) as usize;
+        let commit = c
+            .commit(&names[i], from.clone(), "", payload.clone(), r)
+            .unwrap();
+        while let Some(ev) = c.poll_event() {
+            if let Event::Writable(conn) = ev {
+                out.clear();
+                c.poll_transmit(conn, 64 * 1024, &mut out);
+                c.handle_written(conn, r);
+            }
+        }
+        c.ack_up_to(&names[i], commit.offset(), r);
+    }
+    let ns = t.elapsed().as_nanos() as u64 / rounds;
+    println!("commit + Writable + poll_transmit + handle_written + ack: {ns} ns/message");
+    assert_eq!(c.counters().deliveries, rounds);
+}
