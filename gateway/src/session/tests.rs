@@ -136,6 +136,39 @@ fn sent_notice_carries_routing_data() {
 }
 
 #[test]
+fn outbound_items_encode_as_protocol_frames() {
+    use rtc_protocol::frames::OwnedServerFrame;
+    let mut c = core();
+    c.attach("bob", 1, None, 0).unwrap();
+    let commit = send(&mut c, "bob", "m1", 42);
+    let out = drain(&mut c, 1);
+    let mut buf = Vec::new();
+    out[0].frame().encode(&mut buf);
+    let parsed = OwnedServerFrame::parse(&buf).unwrap();
+    let want = format!(
+        "{{\"type\":\"message\",\"msgId\":{},\"offset\":1,\"from\":\"alice\",\"payload\":{{\"x\":1}},\"ts\":42}}",
+        commit.msg_id()
+    );
+    let want = OwnedServerFrame::parse(want.as_bytes()).unwrap();
+    assert_eq!(parsed, want);
+    buf.clear();
+    Outbound::Gap { from: 2, to: 5 }.frame().encode(&mut buf);
+    assert_eq!(
+        OwnedServerFrame::parse(&buf).unwrap(),
+        OwnedServerFrame::Gap { from: 2, to: 5 }
+    );
+    buf.clear();
+    commit
+        .sent(rc("alice"), "m1".into(), rc("bob"))
+        .frame()
+        .encode(&mut buf);
+    assert!(matches!(
+        OwnedServerFrame::parse(&buf).unwrap(),
+        OwnedServerFrame::Sent { offset: 1, .. }
+    ));
+}
+
+#[test]
 fn live_commit_wakes_once_and_delivers_in_order() {
     let mut c = core();
     let a = c.attach("bob", 7, None, 0).unwrap();
