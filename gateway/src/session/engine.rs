@@ -182,11 +182,9 @@ impl SessionCore {
         now_ms: u64,
     ) -> Result<Commit, SessionError> {
         let cost = message_cost(&from, &payload);
-        if cost > self.limits.log_max_bytes {
-            return Err(SessionError::TooLarge {
-                cost,
-                max: self.limits.log_max_bytes,
-            });
+        let max = self.limits.max_message_cost();
+        if cost > max {
+            return Err(SessionError::TooLarge { cost, max });
         }
         let slot = self.get_or_create(to, now_ms)?;
         self.expire_user(slot, now_ms);

@@ -43,6 +43,10 @@
 //! | a timer, e.g. every second | [`SessionCore::expire`]`(now, budget)` | — |
 //! | after any call above | [`SessionCore::poll_event`] until `None` | — |
 //!
+//! Errors ([`SessionError`]) are answers, not failures: `commit` → `TooLarge` is an `error`
+//! frame `too_large` to the sender, `TooManyUsers` an `error` `unavailable`; `attach` →
+//! `TooManyUsers` is a close 1013 TRY_AGAIN_LATER, `ConnInUse` a runtime bug.
+//!
 //! Counters: [`SessionCore::counters`] (monotonic, merge across shards with
 //! [`Counters::merge`]), sizes: [`SessionCore::gauges`].
 //!

@@ -543,6 +543,10 @@ fn oversized_message_is_refused() {
 #[test]
 fn limits_validate() {
     assert_eq!(SessionLimits::default().validate(), Ok(()));
+    assert_eq!(
+        SessionLimits::default().max_message_cost(),
+        PER_CONN_BUFFER_BYTES
+    );
     let l = SessionLimits {
         buffer_max: 0,
         ..SessionLimits::default()

@@ -254,12 +254,13 @@ pub enum SessionError {
     /// The shard holds `max_users` records and none is idle enough to drop.
     #[error("too many users on this shard")]
     TooManyUsers,
-    /// The message costs more than one user's log may hold (`log_max_bytes`).
-    #[error("message of {cost} bytes exceeds the per-user log limit of {max}")]
+    /// The message costs more than a log or a connection window may hold
+    /// ([`SessionLimits::max_message_cost`](super::SessionLimits::max_message_cost)).
+    #[error("message of {cost} bytes exceeds the session limit of {max}")]
     TooLarge {
         /// The message's cost.
         cost: usize,
-        /// `log_max_bytes`.
+        /// The largest cost accepted.
         max: usize,
     },
 }
