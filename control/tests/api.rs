@@ -19,7 +19,7 @@ async fn ring_of(h: &Http) -> Ring {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_join_by_heartbeat_go_stale_and_leave() {
-    let c = ControlProc::start(&[("HEARTBEAT_GRACE_SEC", "2")]).await;
+    let c = ControlProc::start(&[("HEARTBEAT_GRACE_SEC", "3")]).await;
     let h = Http::new(&c.url);
     assert_eq!(h.version().await, 0);
 

@@ -50,6 +50,9 @@ pub struct NodeReport {
     pub ts: u64,
     /// The ring version the node runs.
     pub ring_version: u64,
+    /// The node says it is draining itself (e.g. on SIGTERM). Shown, never applied: the
+    /// ring state is the operator's.
+    pub draining: bool,
 }
 
 impl NodeReport {
@@ -64,6 +67,7 @@ impl NodeReport {
             mem: hb.mem,
             ts: hb.ts,
             ring_version: hb.ring_version,
+            draining: hb.draining,
         }
     }
 }

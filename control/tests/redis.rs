@@ -1,0 +1,191 @@
+//! State in Redis: a restarted control keeps the ring and never reuses a version; with two
+//! instances one leads, the other answers reads and forwards writes, and takes over within
+//! the lease TTL after the leader is killed with SIGKILL.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{eventually, heartbeat, unique, ControlProc, Http, Redis};
+
+async fn is_leader(h: &Http) -> bool {
+    h.get("/healthz").await["leader"].as_bool() == Some(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_the_ring_and_never_reuses_a_version() {
+    let redis = Redis::dedicated();
+    let prefix = unique("restart");
+    let env = [
+        ("REDIS_URL", redis.url.as_str()),
+        ("REDIS_PREFIX", prefix.as_str()),
+        ("HEARTBEAT_GRACE_SEC", "3"),
+        ("LEADER_LEASE_MS", "1000"),
+    ];
+    let mut a = ControlProc::start(&env).await;
+    let h = Http::new(&a.url);
+    eventually(
+        Duration::from_secs(20),
+        "the only instance leads",
+        || async { is_leader(&h).await.then_some(()) },
+    )
+    .await;
+    for (id, w) in [("op-1", 1), ("op-2", 4)] {
+        let (s, v) = h
+            .call(
+                "POST",
+                "/v1/nodes",
+                Some(json!({"id": id, "weight": w, "url": format!("ws://{id}/ws")})),
+                None,
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (s, _) = h
+        .call(
+            "POST",
+            "/v1/nodes/heartbeat",
+            Some(heartbeat("hb-1", "ws://hb-1/ws", 1, 0)),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = h.call("POST", "/v1/nodes/op-1/drain", None, None).await;
+    assert_eq!(s, 200);
+    let before = h.get("/v1/ring").await;
+    assert_eq!(before["version"], 4);
+
+    // Crash, restart on the same address.
+    a.child.kill9();
+    let b = ControlProc::start_on(a.port, &env).await;
+    let h = Http::new(&b.url);
+    assert_eq!(
+        h.get("/v1/ring").await,
+        before,
+        "same ring, same version after restart"
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the restarted instance leads",
+        || async { is_leader(&h).await.then_some(()) },
+    )
+    .await;
+    let (s, v) = h
+        .call(
+            "PUT",
+            "/v1/nodes/op-2/weight",
+            Some(json!({"weight": 2})),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["version"].as_u64()), (200, Some(5)), "{v}");
+    // The restarted control still knows hb-1 joined by heartbeat: silent, it expires
+    // (a new version), while operator nodes stay.
+    let r = eventually(
+        Duration::from_secs(30),
+        "hb-1 expires after restart",
+        || async {
+            let r = h.get("/v1/ring").await;
+            let ids: Vec<String> = r["nodes"]
+                .as_array()?
+                .iter()
+                .filter_map(|n| n["id"].as_str().map(str::to_owned))
+                .collect();
+            (!ids.iter().any(|i| i == "hb-1")).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(r["version"], 6);
+    assert_eq!(r["nodes"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_forwards_and_a_follower_takes_over_after_kill9() {
+    let redis = Redis::dedicated();
+    let prefix = unique("takeover");
+    let env = [
+        ("REDIS_URL", redis.url.as_str()),
+        ("REDIS_PREFIX", prefix.as_str()),
+        ("LEADER_LEASE_MS", "1500"),
+        ("HEARTBEAT_GRACE_SEC", "60"),
+    ];
+    let a = ControlProc::start(&env).await;
+    let b = ControlProc::start(&env).await;
+    let (ha, hb) = (Http::new(&a.url), Http::new(&b.url));
+    // (leader pid, leader client, follower client)
+    let (leader, hl, hf) = eventually(Duration::from_secs(20), "exactly one leader", || async {
+        match (is_leader(&ha).await, is_leader(&hb).await) {
+            (true, false) => Some((a.child.pid(), ha.clone(), hb.clone())),
+            (false, true) => Some((b.child.pid(), hb.clone(), ha.clone())),
+            _ => None,
+        }
+    })
+    .await;
+
+    // A write sent to the follower is forwarded to the leader.
+    let (s, v) = hf
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(json!({"id": "n1", "weight": 1, "url": "ws://n1/ws"})),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["version"].as_u64()), (201, Some(1)), "{v}");
+    let (s, v) = hf
+        .call(
+            "POST",
+            "/v1/nodes/heartbeat",
+            Some(heartbeat("n2", "ws://n2/ws", 2, 5)),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["ringVersion"].as_u64()), (200, Some(2)), "{v}");
+    // The follower serves reads and catches up with the leader's ring.
+    eventually(
+        Duration::from_secs(10),
+        "the follower sees version 2",
+        || async { (hf.version().await == 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(hf.get("/v1/ring").await, hl.get("/v1/ring").await);
+    // A long-poll on the follower answers when a write lands at the leader.
+    let waiter = {
+        let hf = hf.clone();
+        tokio::spawn(async move { hf.get("/v1/ring?since=2&wait=30").await })
+    };
+    let (s, _) = hl.call("POST", "/v1/nodes/n1/drain", None, None).await;
+    assert_eq!(s, 200);
+    let v = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("answered")
+        .expect("task");
+    assert_eq!(v["version"], 3);
+
+    // kill -9 the leader: the follower takes over within the lease TTL (generous margin for
+    // a loaded machine) and versions keep increasing.
+    let killed_at = Instant::now();
+    kill9(leader);
+    eventually(
+        Duration::from_secs(20),
+        "the follower takes over",
+        || async { is_leader(&hf).await.then_some(()) },
+    )
+    .await;
+    let took = killed_at.elapsed();
+    let (s, v) = hf.call("POST", "/v1/nodes/n1/activate", None, None).await;
+    assert_eq!((s, v["version"].as_u64()), (200, Some(4)), "{v}");
+    assert!(took < Duration::from_secs(20), "took over after {took:?}");
+    let ring = hf.get("/v1/ring").await;
+    assert_eq!(ring["nodes"].as_array().map(Vec::len), Some(2));
+}
+
+/// SIGKILL by pid (the test's guard still reaps the process when dropped).
+fn kill9(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -9 {pid}");
+}
