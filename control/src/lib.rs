@@ -14,7 +14,9 @@
 //!   auth, write forwarding from followers, JSON errors.
 //! - `dashboard/` — the self-contained live page served at `/`.
 //! - `metrics.rs` — every metric name, declared once, and the Prometheus text output.
-//! - `cli/` — the operator commands (HTTP client, human tables, `--json`).
+//! - `cli/` — the operator commands (HTTP client, human tables, `--json`) and `serve` startup.
+//! - `LIFECYCLE.md` (beside `Cargo.toml`) — a node's life in the ring, a version's life,
+//!   leadership and takeover.
 //!
 //! # The HTTP API
 //!

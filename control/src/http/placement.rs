@@ -37,10 +37,19 @@ fn with_query(url: &str, key: &str, value: &str) -> String {
 
 /// The node's socket endpoint: its public URL, with `/ws` when it names only a host.
 pub fn ws_endpoint(public_url: &str) -> String {
-    let after_scheme = public_url.split_once("://").map_or(public_url, |(_, r)| r);
-    match after_scheme.find('/') {
-        None => format!("{public_url}/ws"),
-        Some(i) if &after_scheme[i..] == "/" => format!("{}ws", public_url),
+    let (scheme, rest) = public_url.split_once("://").unwrap_or(("", public_url));
+    let (before_query, query) = match rest.find('?') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let prefix = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    match before_query.find('/') {
+        None => format!("{prefix}{before_query}/ws{query}"),
+        Some(i) if &before_query[i..] == "/" => format!("{prefix}{before_query}ws{query}"),
         Some(_) => public_url.to_owned(),
     }
 }
@@ -105,6 +114,7 @@ mod tests {
         assert_eq!(ws_endpoint("ws://h:1/"), "ws://h:1/ws");
         assert_eq!(ws_endpoint("wss://h/ws"), "wss://h/ws");
         assert_eq!(ws_endpoint("ws://h/shard/2"), "ws://h/shard/2");
+        assert_eq!(ws_endpoint("ws://h:1?shard=2"), "ws://h:1/ws?shard=2");
         assert_eq!(with_query("ws://h/ws", "token", "t"), "ws://h/ws?token=t");
         assert_eq!(
             with_query("ws://h/ws?a=1", "token", "t"),

@@ -108,6 +108,10 @@ pub enum HeartbeatPlan {
     Known,
     /// A new node: apply this `AddNode`, then record the report.
     Join(Diff),
+    /// A heartbeat-joined node now reports another public URL (e.g. a restarted pod with a
+    /// new address): re-register it in one version. Its points are seeded by its id, so no
+    /// key moves. Operator-added nodes keep the operator's URL.
+    NewUrl(Vec<Diff>),
     /// The operator removed this node recently: refuse, change nothing.
     Quarantined {
         /// Until when (unix ms).
@@ -215,7 +219,21 @@ impl Membership {
 
     /// Decides what a (validated) heartbeat does.
     pub fn plan_heartbeat(&self, hb: &Heartbeat, now_ms: u64) -> HeartbeatPlan {
-        if self.ring.node(&hb.node_id).is_some() {
+        if let Some(n) = self.ring.node(&hb.node_id) {
+            let joined_by_heartbeat = self
+                .live
+                .get(&n.id)
+                .is_some_and(|l| l.origin == Origin::Heartbeat);
+            if joined_by_heartbeat && !hb.public_ws_url.is_empty() && hb.public_ws_url != n.url {
+                let moved = Node {
+                    url: hb.public_ws_url.clone(),
+                    ..n.clone()
+                };
+                return HeartbeatPlan::NewUrl(vec![
+                    Diff::RemoveNode { id: n.id.clone() },
+                    Diff::AddNode(moved),
+                ]);
+            }
             return HeartbeatPlan::Known;
         }
         if let Some(&until_ms) = self.tombstones.get(&hb.node_id) {
@@ -251,39 +269,45 @@ impl Membership {
         ids
     }
 
-    /// Installs `ring` (the result of applying `diff` to the current ring) and updates the
-    /// table: a new node gets `origin`; an operator removal leaves a tombstone.
-    pub fn commit(&mut self, ring: Ring, diff: &Diff, origin: Origin, cause: &str, now_ms: u64) {
-        match diff {
-            Diff::AddNode(n) => {
-                self.tombstones.remove(&n.id);
-                self.live.insert(
-                    n.id.clone(),
-                    Liveness {
-                        origin,
-                        last_heartbeat_ms: None,
-                        since_ms: now_ms,
-                        report: None,
-                    },
-                );
-            }
-            Diff::RemoveNode { id } => {
-                self.live.remove(id);
-                if origin == Origin::Operator {
-                    self.tombstone(id, now_ms);
+    /// Installs `ring` (the result of applying `diffs`, one version) and updates the table: a
+    /// new node gets `origin`; an operator removal leaves a tombstone.
+    pub fn commit(&mut self, ring: Ring, diffs: &[Diff], origin: Origin, cause: &str, now_ms: u64) {
+        for diff in diffs {
+            match diff {
+                Diff::AddNode(n) => {
+                    self.tombstones.remove(&n.id);
+                    self.live.insert(
+                        n.id.clone(),
+                        Liveness {
+                            origin,
+                            last_heartbeat_ms: None,
+                            since_ms: now_ms,
+                            report: None,
+                        },
+                    );
                 }
+                Diff::RemoveNode { id } => {
+                    self.live.remove(id);
+                    if origin == Origin::Operator {
+                        self.tombstone(id, now_ms);
+                    }
+                }
+                Diff::SetWeight { .. } | Diff::SetState { .. } => {}
             }
-            Diff::SetWeight { .. } | Diff::SetState { .. } => {}
         }
-        if self.history.len() >= MAX_RING_HISTORY {
-            self.history.pop_front();
+        if let Some(last) = diffs.last() {
+            if self.history.len() >= MAX_RING_HISTORY {
+                self.history.pop_front();
+            }
+            // A batch is one version; its last diff says what the version is about
+            // (a URL change is remove + add of the same node: the add shows the new URL).
+            self.history.push_back(RingEvent {
+                version: ring.version(),
+                at_ms: now_ms,
+                diff: last.clone(),
+                cause: cause.to_owned(),
+            });
         }
-        self.history.push_back(RingEvent {
-            version: ring.version(),
-            at_ms: now_ms,
-            diff: diff.clone(),
-            cause: cause.to_owned(),
-        });
         self.ring = Arc::new(ring);
     }
 
@@ -396,7 +420,7 @@ mod tests {
 
     fn apply(m: &mut Membership, d: Diff, origin: Origin, now: u64) {
         let r = m.ring().apply(&d).unwrap();
-        m.commit(r, &d, origin, "test", now);
+        m.commit(r, std::slice::from_ref(&d), origin, "test", now);
     }
 
     #[test]
@@ -439,6 +463,37 @@ mod tests {
             m.plan_heartbeat(&hb("op", 0, 0.0), 60_010),
             HeartbeatPlan::Join(_)
         ));
+    }
+
+    #[test]
+    fn a_heartbeat_node_with_a_new_url_is_re_registered_without_moving_keys() {
+        let mut m = table();
+        let HeartbeatPlan::Join(d) = m.plan_heartbeat(&hb("a", 0, 0.0), 0) else {
+            panic!("joins")
+        };
+        apply(&mut m, d, Origin::Heartbeat, 0);
+        let mut moved = hb("a", 0, 0.0);
+        moved.public_ws_url = "ws://a.new/ws".into();
+        let HeartbeatPlan::NewUrl(diffs) = m.plan_heartbeat(&moved, 1) else {
+            panic!("url change planned")
+        };
+        let before = m.ring().clone();
+        let r = m.ring().apply_all(&diffs).unwrap();
+        m.commit(r, &diffs, Origin::Heartbeat, "url change", 1);
+        assert_eq!(m.ring().version(), 2);
+        assert_eq!(m.ring().node("a").unwrap().url, "ws://a.new/ws");
+        assert_eq!(rtc_ring::moved_fraction(&before, m.ring()), 0.0);
+        assert_eq!(m.liveness("a").unwrap().origin, Origin::Heartbeat);
+        // An operator node keeps the operator's URL.
+        apply(
+            &mut m,
+            Diff::AddNode(Node::new("op", 1, "ws://op/ws")),
+            Origin::Operator,
+            2,
+        );
+        let mut h = hb("op", 0, 0.0);
+        h.public_ws_url = "ws://elsewhere/ws".into();
+        assert_eq!(m.plan_heartbeat(&h, 3), HeartbeatPlan::Known);
     }
 
     #[test]

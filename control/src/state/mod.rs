@@ -213,20 +213,37 @@ impl Control {
         origin: Origin,
         cause: &str,
     ) -> Result<Arc<Ring>, StateError> {
+        self.apply_batch_locked(inner, std::slice::from_ref(diff), origin, cause)
+            .await
+    }
+
+    /// Applies `diffs` as ONE new version: persist (fenced), then commit, then publish.
+    async fn apply_batch_locked(
+        &self,
+        inner: &mut Inner,
+        diffs: &[Diff],
+        origin: Origin,
+        cause: &str,
+    ) -> Result<Arc<Ring>, StateError> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        let next = inner.members.ring().apply(diff)?;
+        let next = match diffs {
+            [one] => inner.members.ring().apply(one)?,
+            many => inner.members.ring().apply_all(many)?,
+        };
         let now = now_ms();
         if let Store::Redis(r) = &self.store {
             // The origins as they will be after this change.
             let mut origins = inner.members.origins();
-            match diff {
-                Diff::AddNode(n) if origin == Origin::Heartbeat => {
-                    origins.heartbeat_joined.push(n.id.clone())
+            for diff in diffs {
+                match diff {
+                    Diff::AddNode(n) if origin == Origin::Heartbeat => {
+                        origins.heartbeat_joined.push(n.id.clone())
+                    }
+                    Diff::RemoveNode { id } => origins.heartbeat_joined.retain(|h| h != id),
+                    _ => {}
                 }
-                Diff::RemoveNode { id } => origins.heartbeat_joined.retain(|h| h != id),
-                _ => {}
             }
             let p = Persisted {
                 version: next.version(),
@@ -237,8 +254,8 @@ impl Control {
                 return Err(self.store_failed(e));
             }
         }
-        tracing::info!(version = next.version(), change = ?diff, cause, "ring changed");
-        inner.members.commit(next, diff, origin, cause, now);
+        tracing::info!(version = next.version(), change = ?diffs, cause, "ring changed");
+        inner.members.commit(next, diffs, origin, cause, now);
         let ring = inner.members.ring().clone();
         self.ring_tx.send_replace(ring.clone());
         Ok(ring)
@@ -291,6 +308,11 @@ impl Control {
                 self.apply_locked(&mut inner, &diff, Origin::Heartbeat, "heartbeat")
                     .await?;
                 tracing::info!(node = %hb.node_id, url = %hb.public_ws_url, "node joined by heartbeat");
+            }
+            HeartbeatPlan::NewUrl(diffs) => {
+                self.apply_batch_locked(&mut inner, &diffs, Origin::Heartbeat, "url change")
+                    .await?;
+                tracing::info!(node = %hb.node_id, url = %hb.public_ws_url, "node moved to a new public URL");
             }
             HeartbeatPlan::Quarantined { until_ms } => {
                 tracing::debug!(node = %hb.node_id, until_ms, "heartbeat from a removed node refused");
