@@ -189,3 +189,73 @@ fn kill9(pid: u32) {
         .expect("run kill");
     assert!(status.success(), "kill -9 {pid}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_record_is_the_ring_snapshot_and_its_version() {
+    // The shared test Redis when scripts/test provides one; keys are under a unique prefix.
+    let redis = Redis::any();
+    let prefix = unique("record");
+    let c = ControlProc::start(&[
+        ("REDIS_URL", redis.url.as_str()),
+        ("REDIS_PREFIX", prefix.as_str()),
+    ])
+    .await;
+    let h = Http::new(&c.url);
+    eventually(Duration::from_secs(20), "leading", || async {
+        is_leader(&h).await.then_some(())
+    })
+    .await;
+    let (s, _) = h
+        .call(
+            "POST",
+            "/v1/nodes/heartbeat",
+            Some(heartbeat("hb-9", "ws://hb-9/ws", 3, 1)),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = h
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(json!({"id": "op-9", "weight": 1, "url": "ws://op-9/ws"})),
+            None,
+        )
+        .await;
+    assert_eq!(s, 201);
+
+    let client = redis::Client::open(redis.url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let (version, ring, origins): (u64, String, String) = redis::cmd("HMGET")
+        .arg(format!("{prefix}:state"))
+        .arg("version")
+        .arg("ring")
+        .arg("origins")
+        .query_async(&mut conn)
+        .await
+        .expect("stored state");
+    assert_eq!(version, 2);
+    let stored = rtc_ring::Ring::from_json(&ring).expect("stored ring parses");
+    assert_eq!(stored.version(), 2);
+    assert_eq!(stored.node("hb-9").map(|n| n.weight), Some(3));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&origins).unwrap()["heartbeatJoined"],
+        json!(["hb-9"])
+    );
+    let holder: String = redis::cmd("GET")
+        .arg(format!("{prefix}:leader"))
+        .query_async(&mut conn)
+        .await
+        .expect("lease");
+    assert!(holder.ends_with(&format!("|{}", c.url)), "{holder}");
+    // Clean up the shared Redis.
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:state"))
+        .arg(format!("{prefix}:leader"))
+        .query_async(&mut conn)
+        .await
+        .expect("cleanup");
+}
