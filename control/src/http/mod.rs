@@ -59,6 +59,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
 /// Counts every request by route template and status, and times it.
 async fn record(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let route = req

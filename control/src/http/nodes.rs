@@ -1,6 +1,7 @@
 //! Heartbeats and the operator's node changes (each a typed ring diff, each a new version).
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -17,11 +18,11 @@ use super::{auth, json_body, ApiError, AppState};
 pub async fn heartbeat(
     State(st): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let result = async {
         auth::require(&headers, st.cfg.node_token.as_deref(), "heartbeat")?;
-        let hb: Heartbeat = json_body(&body)?;
+        let hb: Heartbeat = json_body(&body?)?;
         let (accepted, ring_version) = st.heartbeat(&hb).await?;
         let (decision, _) = st.scale().await;
         Ok::<_, ApiError>(HeartbeatResponse {
@@ -95,10 +96,10 @@ async fn apply(
 pub async fn add(
     State(st): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     auth::require(&headers, st.cfg.admin_token.as_deref(), "ring changes")?;
-    let b: AddBody = json_body(&body)?;
+    let b: AddBody = json_body(&body?)?;
     let diff = Diff::AddNode(Node {
         id: b.id,
         weight: check_weight(b.weight)?,
@@ -143,10 +144,10 @@ pub async fn weight(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     auth::require(&headers, st.cfg.admin_token.as_deref(), "ring changes")?;
-    let b: WeightBody = json_body(&body)?;
+    let b: WeightBody = json_body(&body?)?;
     let weight = check_weight(b.weight)?;
     apply(&st, &headers, Diff::SetWeight { id, weight }).await
 }
