@@ -333,6 +333,18 @@ async fn bad_input_is_refused_with_json_and_changes_nothing() {
             400,
             "bad_request",
         ),
+        (
+            "POST",
+            "/v1/nodes".into(),
+            Some(Value::String(format!(
+                "{{\"id\":\"{}\"}}",
+                "x".repeat(100_000)
+            ))),
+            413,
+            "too_large",
+        ),
+        ("GET", "/v1/nope".into(), None, 404, "not_found"),
+        ("DELETE", "/v1/ring".into(), None, 405, "method_not_allowed"),
     ];
     for (m, path, body, status, code) in cases {
         let (s, v) = h.call(m, &path, body.clone(), None).await;

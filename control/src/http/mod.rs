@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{id}/drain", post(nodes::drain))
         .route("/v1/nodes/{id}/activate", post(nodes::activate))
         .route("/v1/nodes/{id}/weight", put(nodes::weight))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             forward::writes_to_leader,
