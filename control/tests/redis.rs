@@ -20,7 +20,7 @@ async fn restart_keeps_the_ring_and_never_reuses_a_version() {
     let env = [
         ("REDIS_URL", redis.url.as_str()),
         ("REDIS_PREFIX", prefix.as_str()),
-        ("HEARTBEAT_GRACE_SEC", "3"),
+        ("HEARTBEAT_GRACE_SEC", "5"),
         ("LEADER_LEASE_MS", "1000"),
     ];
     let mut a = ControlProc::start(&env).await;
