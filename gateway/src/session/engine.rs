@@ -1,7 +1,7 @@
 //! [`SessionCore`]: the per-shard state machine (see the module docs for the contract).
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use super::limits::{LimitsError, SessionLimits};
@@ -47,8 +47,10 @@ pub struct SessionCore {
     /// User records; a `None` slot is on `free`.
     slots: Vec<Option<UserState>>,
     free: Vec<u32>,
-    by_user: HashMap<Rc<str>, u32>,
-    by_conn: HashMap<ConnId, u32>,
+    /// foldhash: fast, and seeded per process so user ids cannot be chosen to collide.
+    by_user: HashMap<Rc<str>, u32, foldhash::fast::RandomState>,
+    /// Connection ids are the runtime's own numbers: a multiply is hash enough.
+    by_conn: HashMap<ConnId, u32, BuildHasherDefault<ConnIdHasher>>,
     offline_log: ListHead,
     idle: ListHead,
     offline_bytes: usize,
@@ -65,14 +67,32 @@ pub struct SessionCore {
     expire_cursor: usize,
 }
 
+/// Hasher for [`ConnId`] keys (runtime-chosen, never peer-chosen): one multiply by an odd
+/// constant, which is a bijection, so distinct ids never collide in the full 64 bits.
+#[derive(Debug, Default, Clone, Copy)]
+struct ConnIdHasher(u64);
+
+impl Hasher for ConnIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Hash of a dedup key, so most non-matching entries are skipped with one integer compare.
 fn dedup_hash(from: &str, client_msg_id: &str) -> u64 {
-    // SipHash with fixed keys: deterministic, and the full strings are compared on a match,
-    // so a crafted collision can only cost a string compare, never a wrong answer.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    from.hash(&mut h);
-    client_msg_id.hash(&mut h);
-    h.finish()
+    // Fixed seed: deterministic, and the full strings are compared on a match, so a crafted
+    // collision can only cost a string compare, never a wrong answer.
+    foldhash::fast::FixedState::default().hash_one((from, client_msg_id))
 }
 
 impl SessionCore {
@@ -89,8 +109,8 @@ impl SessionCore {
             ids,
             slots: Vec::new(),
             free: Vec::new(),
-            by_user: HashMap::new(),
-            by_conn: HashMap::new(),
+            by_user: HashMap::default(),
+            by_conn: HashMap::default(),
             offline_log: ListHead::EMPTY,
             idle: ListHead::EMPTY,
             offline_bytes: 0,
@@ -162,11 +182,9 @@ impl SessionCore {
         now_ms: u64,
     ) -> Result<Commit, SessionError> {
         let cost = message_cost(&from, &payload);
-        if cost > self.limits.log_max_bytes {
-            return Err(SessionError::TooLarge {
-                cost,
-                max: self.limits.log_max_bytes,
-            });
+        let max = self.limits.max_message_cost();
+        if cost > max {
+            return Err(SessionError::TooLarge { cost, max });
         }
         let slot = self.get_or_create(to, now_ms)?;
         self.expire_user(slot, now_ms);

@@ -38,7 +38,7 @@ pub struct SessionLimits {
     pub buffer_max: usize,
     /// Resume-log and dedup time to live, in milliseconds. Default [`RESUME_TTL_SEC`] × 1000.
     pub resume_ttl_ms: u64,
-    /// Byte cap of one user's log. Default [`LOG_MAX_BYTES`]. Also the largest message accepted.
+    /// Byte cap of one user's log. Default [`LOG_MAX_BYTES`].
     pub log_max_bytes: usize,
     /// Summed log bytes of offline users on the shard. Default [`MAX_OFFLINE_LOG_BYTES`].
     pub max_offline_log_bytes: usize,
@@ -97,6 +97,13 @@ pub enum LimitsError {
 }
 
 impl SessionLimits {
+    /// Largest message cost ([`MESSAGE_OVERHEAD`] + sender id + payload) `commit` accepts:
+    /// one message must fit both a user's log and a connection's live window, or it could
+    /// only ever reach the client through a resume.
+    pub fn max_message_cost(&self) -> usize {
+        self.log_max_bytes.min(self.per_conn_buffer_bytes)
+    }
+
     /// Checks the limits are usable together.
     pub fn validate(&self) -> Result<(), LimitsError> {
         let nonzero: [(&'static str, bool); 9] = [

@@ -33,15 +33,19 @@
 //! # How the runtime drives it
 //! | runtime sees | it calls | and then |
 //! |---|---|---|
-//! | a `message` for user `to` whose home is this shard (local sender, or from the SPSC ring / relay) | [`SessionCore::commit`]`(to, from, client_msg_id, payload, now)` | answers the sender `sent {clientMsgId, msgId, offset, to}` ([`Commit::sent`] gives it as data for another shard) — for `Committed` and `Duplicate` alike |
+//! | a `message` for user `to` whose home is this shard (local sender, or from the SPSC ring / relay) | [`SessionCore::commit`]`(to, from, client_msg_id, payload, now)` | answers the sender `sent {clientMsgId, msgId, offset, to}` ([`Commit::sent`] gives it as data for another shard, [`Sent::frame`] the frame) — for `Committed` and `Duplicate` alike |
 //! | an authenticated upgrade for `user` (`lastOffset` from the query) | [`SessionCore::attach`] | closes `replaced` with 4002, sends `welcome {offset: head_offset}`, then polls (a `Writable` is queued when there is a replay; the stream starts with a `gap` when `resume_gap` is set); may close 4004 on [`Resume::Ahead`] |
 //! | `ack {upTo}` / `ack {msgIds}` | [`SessionCore::ack_up_to`] / [`SessionCore::ack_ids`] | — |
-//! | [`Event::Writable`] or a finished write with more pending | [`SessionCore::poll_transmit`]`(conn, max_bytes, &mut out)` | encodes each [`Outbound`] (`message` / `gap` frame) into one write |
+//! | [`Event::Writable`] or a finished write with more pending | [`SessionCore::poll_transmit`]`(conn, max_bytes, &mut out)` | encodes each [`Outbound`] (`item.frame().encode(buf)`: `message` / `gap`) into one write |
 //! | a write completed | [`SessionCore::handle_written`] | polls again if it returned `true` |
 //! | [`Event::Close`] | — | sends the close code, then [`SessionCore::detach`] |
 //! | the socket closed (any reason, incl. idle timeout / drain) | [`SessionCore::detach`] | — |
 //! | a timer, e.g. every second | [`SessionCore::expire`]`(now, budget)` | — |
 //! | after any call above | [`SessionCore::poll_event`] until `None` | — |
+//!
+//! Errors ([`SessionError`]) are answers, not failures: `commit` → `TooLarge` is an `error`
+//! frame `too_large` to the sender, `TooManyUsers` an `error` `unavailable`; `attach` →
+//! `TooManyUsers` is a close 1013 TRY_AGAIN_LATER, `ConnInUse` a runtime bug.
 //!
 //! Counters: [`SessionCore::counters`] (monotonic, merge across shards with
 //! [`Counters::merge`]), sizes: [`SessionCore::gauges`].

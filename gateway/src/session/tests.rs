@@ -136,6 +136,39 @@ fn sent_notice_carries_routing_data() {
 }
 
 #[test]
+fn outbound_items_encode_as_protocol_frames() {
+    use rtc_protocol::frames::OwnedServerFrame;
+    let mut c = core();
+    c.attach("bob", 1, None, 0).unwrap();
+    let commit = send(&mut c, "bob", "m1", 42);
+    let out = drain(&mut c, 1);
+    let mut buf = Vec::new();
+    out[0].frame().encode(&mut buf);
+    let parsed = OwnedServerFrame::parse(&buf).unwrap();
+    let want = format!(
+        "{{\"type\":\"message\",\"msgId\":{},\"offset\":1,\"from\":\"alice\",\"payload\":{{\"x\":1}},\"ts\":42}}",
+        commit.msg_id()
+    );
+    let want = OwnedServerFrame::parse(want.as_bytes()).unwrap();
+    assert_eq!(parsed, want);
+    buf.clear();
+    Outbound::Gap { from: 2, to: 5 }.frame().encode(&mut buf);
+    assert_eq!(
+        OwnedServerFrame::parse(&buf).unwrap(),
+        OwnedServerFrame::Gap { from: 2, to: 5 }
+    );
+    buf.clear();
+    commit
+        .sent(rc("alice"), "m1".into(), rc("bob"))
+        .frame()
+        .encode(&mut buf);
+    assert!(matches!(
+        OwnedServerFrame::parse(&buf).unwrap(),
+        OwnedServerFrame::Sent { offset: 1, .. }
+    ));
+}
+
+#[test]
 fn live_commit_wakes_once_and_delivers_in_order() {
     let mut c = core();
     let a = c.attach("bob", 7, None, 0).unwrap();
@@ -510,6 +543,10 @@ fn oversized_message_is_refused() {
 #[test]
 fn limits_validate() {
     assert_eq!(SessionLimits::default().validate(), Ok(()));
+    assert_eq!(
+        SessionLimits::default().max_message_cost(),
+        PER_CONN_BUFFER_BYTES
+    );
     let l = SessionLimits {
         buffer_max: 0,
         ..SessionLimits::default()
@@ -948,4 +985,55 @@ mod model {
             }
         }
     }
+}
+
+/// Resident set size of this process, bytes (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Figures for the report, not a check: run with
+/// `cargo test -p gateway --release --lib session_figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints figures; run by name in release"]
+fn session_figures() {
+    const USERS_N: u64 = 200_000;
+    let mut c = SessionCore::new(0, SessionLimits::default()).unwrap();
+    let before = rss_bytes();
+    for i in 0..USERS_N {
+        c.attach(&format!("user-{i:08}"), i, None, 0).unwrap();
+    }
+    let after = rss_bytes();
+    println!(
+        "idle attached users: {USERS_N}, RSS +{} B/user (UserState {} B inline)",
+        (after - before) / USERS_N,
+        SessionCore::user_state_size().0
+    );
+    // Commit + transmit + ack round trip, all users connected.
+    let from: Rc<str> = Rc::from("sender");
+    let payload: Box<[u8]> = vec![b'x'; 32].into();
+    let names: Vec<String> = (0..1000).map(|i| format!("user-{i:08}")).collect();
+    let mut out = Vec::new();
+    let rounds = 1_000_000u64;
+    let t = std::time::Instant::now();
+    for r in 0..rounds {
+        let i = (r % 1000) as usize;
+        let commit = c
+            .commit(&names[i], from.clone(), "", payload.clone(), r)
+            .unwrap();
+        while let Some(ev) = c.poll_event() {
+            if let Event::Writable(conn) = ev {
+                out.clear();
+                c.poll_transmit(conn, 64 * 1024, &mut out);
+                c.handle_written(conn, r);
+            }
+        }
+        c.ack_up_to(&names[i], commit.offset(), r);
+    }
+    let ns = t.elapsed().as_nanos() as u64 / rounds;
+    println!("commit + Writable + poll_transmit + handle_written + ack: {ns} ns/message");
+    assert_eq!(c.counters().deliveries, rounds);
 }

@@ -2,6 +2,8 @@
 
 use std::rc::Rc;
 
+use rtc_protocol::close::{self, CloseCode};
+use rtc_protocol::frames::ServerFrame;
 use thiserror::Error;
 
 use super::limits::MESSAGE_OVERHEAD;
@@ -130,6 +132,18 @@ pub struct Sent {
     pub to: Rc<str>,
 }
 
+impl Sent {
+    /// The `sent` frame for the sender's connection.
+    pub fn frame(&self) -> ServerFrame<'_> {
+        ServerFrame::Sent {
+            client_msg_id: &self.client_msg_id,
+            msg_id: self.msg_id,
+            offset: self.offset,
+            to: &self.to,
+        }
+    }
+}
+
 /// How an attach related to the client's `lastOffset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resume {
@@ -180,6 +194,25 @@ pub enum Outbound {
     },
 }
 
+impl Outbound {
+    /// The frame to encode for this item (`message` or `gap`).
+    pub fn frame(&self) -> ServerFrame<'_> {
+        match self {
+            Outbound::Deliver(m) => ServerFrame::Deliver {
+                msg_id: m.msg_id,
+                offset: m.offset,
+                from: &m.from,
+                payload: &m.payload,
+                ts: m.ts_ms,
+            },
+            Outbound::Gap { from, to } => ServerFrame::Gap {
+                from: *from,
+                to: *to,
+            },
+        }
+    }
+}
+
 /// Why the core wants a connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -188,10 +221,10 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// The WebSocket close code.
-    pub fn code(self) -> u16 {
+    /// The WebSocket close code (`protocol::close`).
+    pub fn code(self) -> CloseCode {
         match self {
-            CloseReason::SlowConsumer => 4005,
+            CloseReason::SlowConsumer => close::SLOW_CONSUMER,
         }
     }
 }
@@ -221,12 +254,13 @@ pub enum SessionError {
     /// The shard holds `max_users` records and none is idle enough to drop.
     #[error("too many users on this shard")]
     TooManyUsers,
-    /// The message costs more than one user's log may hold (`log_max_bytes`).
-    #[error("message of {cost} bytes exceeds the per-user log limit of {max}")]
+    /// The message costs more than a log or a connection window may hold
+    /// ([`SessionLimits::max_message_cost`](super::SessionLimits::max_message_cost)).
+    #[error("message of {cost} bytes exceeds the session limit of {max}")]
     TooLarge {
         /// The message's cost.
         cost: usize,
-        /// `log_max_bytes`.
+        /// The largest cost accepted.
         max: usize,
     },
 }
