@@ -289,6 +289,7 @@ fn nodes_table(v: &Value) -> String {
                 s(&r["activeConn"]),
                 num(&r["mps"], 1),
                 num(&r["p95LatencyMs"], 1),
+                s(&r["ringVersion"]),
                 s(&n["url"]),
             ]
         })
@@ -297,7 +298,10 @@ fn nodes_table(v: &Value) -> String {
         "ring version {}\n{}",
         v["version"],
         table::render(
-            &["NODE", "STATE", "WEIGHT", "SHARE", "HEALTH", "CONN", "MPS", "P95MS", "URL"],
+            &[
+                "NODE", "STATE", "WEIGHT", "SHARE", "HEALTH", "CONN", "MPS", "P95MS", "RINGV",
+                "URL"
+            ],
             &rows
         )
     )
