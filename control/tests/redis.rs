@@ -65,6 +65,18 @@ async fn restart_keeps_the_ring_and_never_reuses_a_version() {
         before,
         "same ring, same version after restart"
     );
+    let hist = h.get("/v1/ring/history").await;
+    let causes: Vec<&str> = hist["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["cause"].as_str())
+        .collect();
+    assert_eq!(
+        causes,
+        ["operator", "operator", "heartbeat", "operator"],
+        "history survives"
+    );
     eventually(
         Duration::from_secs(20),
         "the restarted instance leads",
@@ -162,6 +174,17 @@ async fn one_leader_forwards_and_a_follower_takes_over_after_kill9() {
         .expect("answered")
         .expect("task");
     assert_eq!(v["version"], 3);
+    // Any instance's dashboard shows the same history.
+    let versions = |v: serde_json::Value| -> Vec<u64> {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["version"].as_u64())
+            .collect()
+    };
+    assert_eq!(versions(hf.get("/v1/ring/history").await), [1, 2, 3]);
+    assert_eq!(versions(hl.get("/v1/ring/history").await), [1, 2, 3]);
 
     // kill -9 the leader: the follower takes over within the lease TTL (generous margin for
     // a loaded machine) and versions keep increasing.
@@ -255,6 +278,7 @@ async fn the_stored_record_is_the_ring_snapshot_and_its_version() {
     let _: () = redis::cmd("DEL")
         .arg(format!("{prefix}:state"))
         .arg(format!("{prefix}:leader"))
+        .arg(format!("{prefix}:history"))
         .query_async(&mut conn)
         .await
         .expect("cleanup");

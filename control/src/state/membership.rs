@@ -101,6 +101,20 @@ pub struct RingEvent {
     pub cause: String,
 }
 
+impl RingEvent {
+    /// The event for a version made by `diffs`. A batch is one version; its last diff says
+    /// what the version is about (a URL change is remove + add of the same node: the add
+    /// shows the new URL).
+    pub fn of(version: u64, diffs: &[Diff], cause: &str, at_ms: u64) -> Option<RingEvent> {
+        diffs.last().map(|d| RingEvent {
+            version,
+            at_ms,
+            diff: d.clone(),
+            cause: cause.to_owned(),
+        })
+    }
+}
+
 /// What a heartbeat leads to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HeartbeatPlan {
@@ -295,20 +309,19 @@ impl Membership {
                 Diff::SetWeight { .. } | Diff::SetState { .. } => {}
             }
         }
-        if let Some(last) = diffs.last() {
+        if let Some(e) = RingEvent::of(ring.version(), diffs, cause, now_ms) {
             if self.history.len() >= MAX_RING_HISTORY {
                 self.history.pop_front();
             }
-            // A batch is one version; its last diff says what the version is about
-            // (a URL change is remove + add of the same node: the add shows the new URL).
-            self.history.push_back(RingEvent {
-                version: ring.version(),
-                at_ms: now_ms,
-                diff: last.clone(),
-                cause: cause.to_owned(),
-            });
+            self.history.push_back(e);
         }
         self.ring = Arc::new(ring);
+    }
+
+    /// Replaces the history with the stored one (oldest first, cut to `MAX_RING_HISTORY`).
+    pub fn set_history(&mut self, events: Vec<RingEvent>) {
+        let skip = events.len().saturating_sub(MAX_RING_HISTORY);
+        self.history = events.into_iter().skip(skip).collect();
     }
 
     /// Replaces the ring with one loaded from the store (a follower catching up, a new leader).

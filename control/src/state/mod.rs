@@ -134,17 +134,22 @@ impl Control {
         advertise_url: String,
     ) -> Result<Arc<Control>, StateError> {
         let now = now_ms();
-        let (ring, origins) = match &store {
-            Store::Memory => (Ring::try_new(cfg.vnodes_per_weight)?, Origins::default()),
+        let (ring, origins, history) = match &store {
+            Store::Memory => (
+                Ring::try_new(cfg.vnodes_per_weight)?,
+                Origins::default(),
+                Vec::new(),
+            ),
             Store::Redis(r) => load_or_new(r, cfg.vnodes_per_weight).await?,
         };
-        let members = Membership::new(
+        let mut members = Membership::new(
             ring,
             &origins,
             cfg.grace_ms(),
             cfg.rejoin_quarantine_sec.saturating_mul(1000),
             now,
         );
+        members.set_history(history);
         let (ring_tx, _) = watch::channel(members.ring().clone());
         let leader = matches!(store, Store::Memory);
         let token_keys = cfg.ring_secret.as_deref().map(|s| {
@@ -249,8 +254,14 @@ impl Control {
                 version: next.version(),
                 ring: next.to_json(),
                 origins,
+                history: Vec::new(),
             };
-            if let Err(e) = r.save(&p).await {
+            let event = membership::RingEvent::of(next.version(), diffs, cause, now);
+            let saved = match &event {
+                Some(e) => r.save(&p, e).await,
+                None => Err(StoreError::Corrupt("empty change".to_owned())),
+            };
+            if let Err(e) = saved {
                 return Err(self.store_failed(e));
             }
         }
@@ -541,6 +552,7 @@ impl Control {
             return Ok(());
         }
         inner.members.reload(ring, &p.origins, now_ms());
+        inner.members.set_history(p.history.clone());
         self.ring_tx.send_replace(inner.members.ring().clone());
         Ok(())
     }
@@ -556,13 +568,16 @@ impl Control {
     }
 }
 
-async fn load_or_new(r: &store::RedisStore, vnodes: u32) -> Result<(Ring, Origins), StateError> {
+async fn load_or_new(
+    r: &store::RedisStore,
+    vnodes: u32,
+) -> Result<(Ring, Origins, Vec<membership::RingEvent>), StateError> {
     match r
         .load()
         .await
         .map_err(|e| StateError::Store(e.to_string()))?
     {
-        Some(p) => Ok((Ring::from_json(&p.ring)?, p.origins)),
-        None => Ok((Ring::try_new(vnodes)?, Origins::default())),
+        Some(p) => Ok((Ring::from_json(&p.ring)?, p.origins, p.history)),
+        None => Ok((Ring::try_new(vnodes)?, Origins::default(), Vec::new())),
     }
 }

@@ -14,7 +14,8 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use super::membership::Origins;
+use super::membership::{Origins, RingEvent};
+use crate::config::MAX_RING_HISTORY;
 
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,9 @@ pub struct Persisted {
     pub ring: String,
     /// Which nodes joined by heartbeat.
     pub origins: Origins,
+    /// Recent versions, oldest first (so any instance's dashboard shows the same history).
+    #[serde(default)]
+    pub history: Vec<RingEvent>,
 }
 
 /// Lua: write the state only while holding the lease and only with a higher version.
@@ -56,6 +60,8 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local cur = tonumber(redis.call('HGET', KEYS[2], 'version') or '-1')
 if cur >= tonumber(ARGV[2]) then return cur end
 redis.call('HSET', KEYS[2], 'version', ARGV[2], 'ring', ARGV[3], 'origins', ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[5])
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1)
 return -2
 ";
 
@@ -85,6 +91,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     lease_key: String,
     state_key: String,
+    history_key: String,
     /// `instance-id|advertise-url`: unique per process, and tells followers where to forward.
     holder: String,
     ttl_ms: u64,
@@ -118,6 +125,7 @@ impl RedisStore {
             conn,
             lease_key: format!("{prefix}:leader"),
             state_key: format!("{prefix}:state"),
+            history_key: format!("{prefix}:history"),
             holder: format!("{instance}|{advertise_url}"),
             ttl_ms: ttl.as_millis() as u64,
         })
@@ -185,25 +193,42 @@ impl RedisStore {
             Some(o) => serde_json::from_str(&o).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             None => Origins::default(),
         };
+        let raw: Vec<String> = redis::cmd("LRANGE")
+            .arg(&self.history_key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut c)
+            .await?;
+        // An entry this build cannot read is skipped: history is for people, not for placement.
+        let history = raw
+            .iter()
+            .filter_map(|e| serde_json::from_str(e).ok())
+            .collect();
         Ok(Some(Persisted {
             version,
             ring,
             origins,
+            history,
         }))
     }
 
-    /// Writes a new version (fenced by the lease; see the module doc).
-    pub async fn save(&self, p: &Persisted) -> Result<(), StoreError> {
+    /// Writes a new version and appends its history event (fenced by the lease; see the
+    /// module doc). `p.history` is not written: the event is appended instead.
+    pub async fn save(&self, p: &Persisted, event: &RingEvent) -> Result<(), StoreError> {
         let origins =
             serde_json::to_string(&p.origins).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let event = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut c = self.conn.clone();
         let r: i64 = Script::new(PERSIST_LUA)
             .key(&self.lease_key)
             .key(&self.state_key)
+            .key(&self.history_key)
             .arg(&self.holder)
             .arg(p.version)
             .arg(&p.ring)
             .arg(origins)
+            .arg(event)
+            .arg(MAX_RING_HISTORY)
             .invoke_async(&mut c)
             .await?;
         match r {
