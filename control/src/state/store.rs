@@ -1,8 +1,9 @@
 //! Where the ring lives between restarts, and who may change it.
 //!
 //! - [`Store::Memory`]: nothing persists; this instance is always the leader.
-//! - [`Store::Redis`]: the snapshot, its version and the node origins live in one Redis hash,
-//!   written only through a Lua script that checks, atomically, that the writer still holds the
+//! - [`Store::Redis`]: the snapshot, its version and the node origins live in one Redis hash
+//!   (`PREFIX:state`), the recent history in a capped list (`PREFIX:history`), both written
+//!   only through a Lua script that checks, atomically, that the writer still holds the
 //!   leader lease and that the version goes up. So a deposed leader cannot overwrite its
 //!   successor, and a version is never written twice. The lease is a key set with
 //!   `SET NX PX` and renewed by its holder; when the holder dies it expires and another
