@@ -185,6 +185,17 @@ async fn one_leader_forwards_and_a_follower_takes_over_after_kill9() {
     };
     assert_eq!(versions(hf.get("/v1/ring/history").await), [1, 2, 3]);
     assert_eq!(versions(hl.get("/v1/ring/history").await), [1, 2, 3]);
+    // Node reports and scaling live at the leader; a follower shows the leader's.
+    let nodes = hf.get("/v1/nodes").await;
+    let n2 = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "n2")
+        .cloned()
+        .expect("n2 listed");
+    assert_eq!(n2["report"]["activeConn"], 5, "{nodes}");
+    assert!(!hf.get("/v1/scale").await["decision"].is_null());
 
     // kill -9 the leader: the follower takes over within the lease TTL (generous margin for
     // a loaded machine) and versions keep increasing.

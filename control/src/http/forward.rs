@@ -1,12 +1,17 @@
 //! A follower hands writes to the leader, so nodes and operators may talk to any instance
 //! (e.g. behind one Kubernetes Service). A forwarded request that lands on another follower
 //! is refused instead of forwarded again (no loops).
+//!
+//! Two reads also go to the leader, because only the leader hears heartbeats and decides
+//! on scaling: `GET /v1/nodes` (liveness and reports) and `GET /v1/scale`. If the leader
+//! cannot be reached they are answered locally (ring data without reports) rather than
+//! failing: a dashboard on a follower keeps working while a new leader is elected.
 
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{request::Parts, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -18,11 +23,27 @@ use crate::state::StateError;
 const FORWARDED: &str = "x-rtc-forwarded";
 /// How long a forwarded write may take at the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a forwarded read may take before the follower answers it itself.
+const FORWARD_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reads whose data only the leader has.
+const LEADER_READS: [&str; 2] = ["/v1/nodes", "/v1/scale"];
 
-/// Middleware: reads pass; writes on a follower go to the leader.
+/// Middleware: reads pass (except the leader's reads); writes on a follower go to the leader.
 pub async fn writes_to_leader(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method() == Method::GET || req.method() == Method::HEAD || st.is_leader() {
+    if st.is_leader() || req.headers().contains_key(FORWARDED) && is_read(req.method()) {
         return next.run(req).await;
+    }
+    let leader = st.leader_url().filter(|l| *l != st.advertise_url);
+    if is_read(req.method()) {
+        let leader_read = req.method() == Method::GET && LEADER_READS.contains(&req.uri().path());
+        let Some(leader) = leader.filter(|_| leader_read) else {
+            return next.run(req).await;
+        };
+        let (parts, _) = req.into_parts();
+        return match forward(&st, &leader, &parts, Vec::new(), FORWARD_READ_TIMEOUT).await {
+            Ok(r) => r,
+            Err(_) => next.run(Request::from_parts(parts, Body::empty())).await,
+        };
     }
     let not_leader = || {
         ApiError::from(StateError::NotLeader {
@@ -30,10 +51,10 @@ pub async fn writes_to_leader(State(st): State<AppState>, req: Request, next: Ne
         })
         .into_response()
     };
-    let Some(leader) = st.leader_url() else {
+    let Some(leader) = leader else {
         return not_leader();
     };
-    if req.headers().contains_key(FORWARDED) || leader == st.advertise_url {
+    if req.headers().contains_key(FORWARDED) {
         return not_leader();
     }
     let (parts, body) = req.into_parts();
@@ -41,12 +62,32 @@ pub async fn writes_to_leader(State(st): State<AppState>, req: Request, next: Ne
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "body too large")
             .into_response();
     };
+    match forward(&st, &leader, &parts, body.to_vec(), FORWARD_TIMEOUT).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(leader = %leader, error = %e, "forwarding a write to the leader failed");
+            not_leader()
+        }
+    }
+}
+
+fn is_read(m: &Method) -> bool {
+    m == Method::GET || m == Method::HEAD
+}
+
+async fn forward(
+    st: &AppState,
+    leader: &str,
+    parts: &Parts,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Response, reqwest::Error> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{}", leader.trim_end_matches('/'), path);
     let mut out = st
         .http
         .request(parts.method.clone(), &url)
-        .timeout(FORWARD_TIMEOUT)
+        .timeout(timeout)
         .header(FORWARDED, "1")
         .body(body);
     for name in [
@@ -57,28 +98,21 @@ pub async fn writes_to_leader(State(st): State<AppState>, req: Request, next: Ne
             out = out.header(name, v.clone());
         }
     }
-    match out.send().await {
-        Ok(resp) => {
-            let status = resp.status();
-            let ctype = resp
-                .headers()
-                .get(axum::http::header::CONTENT_TYPE)
-                .cloned();
-            let bytes = resp.bytes().await.unwrap_or_default();
-            let mut r = Response::new(Body::from(bytes));
-            *r.status_mut() = status;
-            if let Some(c) = ctype {
-                r.headers_mut().insert(axum::http::header::CONTENT_TYPE, c);
-            }
-            r.headers_mut().insert(
-                HeaderName::from_static("x-rtc-leader"),
-                HeaderValue::from_str(&leader).unwrap_or(HeaderValue::from_static("?")),
-            );
-            r
-        }
-        Err(e) => {
-            tracing::warn!(leader = %leader, error = %e, "forwarding a write to the leader failed");
-            not_leader()
-        }
+    let resp = out.send().await?;
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .cloned();
+    let bytes = resp.bytes().await?;
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = status;
+    if let Some(c) = ctype {
+        r.headers_mut().insert(axum::http::header::CONTENT_TYPE, c);
     }
+    r.headers_mut().insert(
+        HeaderName::from_static("x-rtc-leader"),
+        HeaderValue::from_str(leader).unwrap_or(HeaderValue::from_static("?")),
+    );
+    Ok(r)
 }
