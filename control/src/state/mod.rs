@@ -474,10 +474,10 @@ impl Control {
     /// Holds or seeks the lease; as a follower, keeps the ring in step with the store.
     async fn lease_loop(self: Arc<Self>, r: store::RedisStore) {
         let renew_every = self.cfg.lease_ttl() / 3;
-        let mut last_renew = tokio::time::Instant::now() - renew_every;
+        let mut last_renew: Option<tokio::time::Instant> = None;
         loop {
-            if tokio::time::Instant::now() - last_renew >= renew_every {
-                last_renew = tokio::time::Instant::now();
+            if last_renew.is_none_or(|t| t.elapsed() >= renew_every) {
+                last_renew = Some(tokio::time::Instant::now());
                 let was = self.is_leader();
                 match r.acquire().await {
                     Ok(true) if !was => {
