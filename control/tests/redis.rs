@@ -294,3 +294,56 @@ async fn the_stored_record_is_the_ring_snapshot_and_its_version() {
         .await
         .expect("cleanup");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_refuses_writes_keeps_reads_and_recovers() {
+    let mut redis = Redis::dedicated();
+    let port: u16 = redis
+        .url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in the Redis URL");
+    let prefix = unique("outage");
+    let env = [
+        ("REDIS_URL", redis.url.as_str()),
+        ("REDIS_PREFIX", prefix.as_str()),
+        ("LEADER_LEASE_MS", "1000"),
+    ];
+    let c = ControlProc::start(&env).await;
+    let h = Http::new(&c.url);
+    eventually(Duration::from_secs(20), "leading", || async {
+        is_leader(&h).await.then_some(())
+    })
+    .await;
+    let add = |id: &str| json!({"id": id, "weight": 1, "url": format!("ws://{id}/ws")});
+    let (s, _) = h.call("POST", "/v1/nodes", Some(add("n1")), None).await;
+    assert_eq!(s, 201);
+
+    // Redis dies: writes are refused with a JSON 503, nothing changes, reads keep working.
+    if let Some(mut child) = redis.child.take() {
+        child.kill9();
+    }
+    let (s, v) = eventually(Duration::from_secs(30), "writes refused", || async {
+        let (s, v) = h.call("POST", "/v1/nodes", Some(add("n2")), None).await;
+        (s == 503).then_some((s, v))
+    })
+    .await;
+    assert!(
+        ["not_leader", "store_unavailable"].contains(&v["error"].as_str().unwrap_or("")),
+        "{s} {v}"
+    );
+    assert_eq!(h.version().await, 1);
+    assert_eq!(h.get("/v1/resolve?userId=u").await["nodeId"], "n1");
+
+    // Redis comes back (empty: no persistence in this test): the instance leads again and
+    // continues from the version it holds, never below it.
+    let _back = Redis::dedicated_on(port);
+    let v = eventually(Duration::from_secs(30), "writes accepted again", || async {
+        let (s, v) = h.call("POST", "/v1/nodes", Some(add("n2")), None).await;
+        (s == 201).then_some(v)
+    })
+    .await;
+    assert_eq!(v["version"], 2, "{v}");
+}

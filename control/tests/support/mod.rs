@@ -341,8 +341,12 @@ impl Redis {
 
     /// A redis-server of our own (restart and takeover tests control its life).
     pub fn dedicated() -> Redis {
+        Self::dedicated_on(free_port())
+    }
+
+    /// A redis-server of our own on `port` (an outage test restarts it on the same port).
+    pub fn dedicated_on(port: u16) -> Redis {
         let bin = std::env::var("RTC_REDIS_BIN").unwrap_or_else(|_| "redis-server".to_owned());
-        let port = free_port();
         let dir = std::env::temp_dir().join(unique("control-redis"));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let child = Command::new(&bin)
