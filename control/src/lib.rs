@@ -3,6 +3,20 @@
 //! dashboard. One binary: `control serve` runs the service, every other subcommand is a client
 //! of a running one (except `ring simulate`, which computes locally).
 //!
+//! # Quick start
+//!
+//! ```text
+//! control serve                                   # 127.0.0.1:8081, in-memory, dashboard at /
+//! control ring add gw-1 --weight 2 --ws-url ws://127.0.0.1:9001/ws
+//! control nodes                                   # or let gateways join by heartbeat
+//! control resolve alice
+//! RING_SECRET=… control serve                     # /v1/connect then signs connect tokens
+//! REDIS_URL=redis://127.0.0.1:6379/ control serve # persisted ring, one leader among replicas
+//! ```
+//!
+//! Every setting is a flag and an environment variable (`control serve --help`); see
+//! [`config::Config`]. Membership, versions and leadership are described in `LIFECYCLE.md`.
+//!
 //! # Layout
 //!
 //! - `config.rs` — the one [`config::Config`] of `control serve` (flags, env, defaults,
