@@ -19,13 +19,17 @@
 //! - [`control`] — JSON bodies of the control plane's HTTP API (heartbeats, placement).
 //! - [`client`] — pure client-side delivery logic (inbox, acks, outbox, backoff) shared by
 //!   loadgen and the tests.
-//! - `ws`, `http` — RFC 6455 framing and the HTTP upgrade parser (written separately).
+//! - [`ws`] — RFC 6455 WebSocket codec: frame decode/encode, message assembler (fragmentation,
+//!   incremental UTF-8, limits), close frames.
+//! - [`http`] — HTTP/1.1 upgrade request parsing and response builders, server and client side.
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod close;
 pub mod control;
 pub mod frames;
+pub mod http;
 pub mod relay;
 pub mod token;
 pub mod user;
+pub mod ws;
