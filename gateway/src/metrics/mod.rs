@@ -70,6 +70,12 @@ counters! {
     DropRingFull => (names::DROPS_TOTAL, "reason=\"ring_full\""),
     /// The outbound buffer was full: its oldest message was dropped (client told the gap).
     DropOutboundFull => (names::DROPS_TOTAL, "reason=\"outbound_full\""),
+    /// The recipient's resume log was full: its oldest unacked message was trimmed.
+    DropLogFull => (names::DROPS_TOTAL, "reason=\"log_full\""),
+    /// An offline user's log was evicted to keep the shard's offline byte budget.
+    DropEvicted => (names::DROPS_TOTAL, "reason=\"offline_evicted\""),
+    /// A message outlived `RESUME_TTL_SEC` unacked.
+    DropExpired => (names::DROPS_TOTAL, "reason=\"expired\""),
     /// A slow consumer was disconnected (4005).
     DropSlowConsumer => (names::DROPS_TOTAL, "reason=\"slow_consumer\""),
     /// A handed-off connection could not reach its home shard (ring full): closed 1013.

@@ -83,6 +83,18 @@ impl SessionGlue {
             c.slow_consumers.saturating_sub(seen.slow_consumers),
         );
         m.add(Counter::Close4002, c.replaced.saturating_sub(seen.replaced));
+        m.add(
+            Counter::DropLogFull,
+            c.drops_log_full.saturating_sub(seen.drops_log_full),
+        );
+        m.add(
+            Counter::DropEvicted,
+            c.drops_evicted.saturating_sub(seen.drops_evicted),
+        );
+        m.add(
+            Counter::DropExpired,
+            c.drops_expired.saturating_sub(seen.drops_expired),
+        );
         *seen = c.clone();
         m.set(Gauge::QueueDepth, core.gauges().log_entries);
     }
