@@ -235,10 +235,10 @@ fn route(shard: &Shard, head: &[u8], peer: Option<SocketAddr>) -> Route {
             content_type: "text/plain",
             body: Cow::Borrowed(b"ok\n"),
         },
-        "/readyz" if shard.node.is_draining() => Route::Refuse {
+        "/readyz" if shard.node.is_draining() => Route::Respond {
             status: 503,
-            retry_after: Some(DRAIN_RETRY_AFTER_S),
-            counter: Counter::HandshakeDraining,
+            content_type: "text/plain",
+            body: Cow::Borrowed(b"draining\n"),
         },
         "/readyz" => Route::Respond {
             status: 200,

@@ -207,6 +207,17 @@ pub fn masked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
 /// Reads server frames from a raw socket until a close frame; returns its code
 /// (None if the socket closed without one). Data frames before it are skipped.
 pub fn raw_read_close(s: &mut TcpStream) -> Option<u16> {
+    raw_read_until_close(s).0
+}
+
+/// Like [`raw_read_close`], also returning the opcodes of the frames before the close.
+pub fn raw_read_until_close(s: &mut TcpStream) -> (Option<u16>, Vec<u8>) {
+    let mut opcodes = Vec::new();
+    let code = read_frames(s, &mut opcodes);
+    (code, opcodes)
+}
+
+fn read_frames(s: &mut TcpStream, opcodes: &mut Vec<u8>) -> Option<u16> {
     loop {
         let mut h = [0u8; 2];
         s.read_exact(&mut h).ok()?;
@@ -225,6 +236,7 @@ pub fn raw_read_close(s: &mut TcpStream) -> Option<u16> {
         };
         let mut payload = vec![0u8; len as usize];
         s.read_exact(&mut payload).ok()?;
+        opcodes.push(h[0] & 0x0F);
         if h[0] & 0x0F == 0x8 {
             return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
         }
