@@ -8,7 +8,8 @@
 //! # Layout
 //! - `config.rs` — [`config::Config`]: every knob, defaults, `validate()`, precedence
 //!   flag > env > TOML > default.
-//! - `node.rs` — start-up (bind, spawn shards, print the bound address) and SIGTERM drain.
+//! - `node.rs` — start-up: bind, spawn the pinned shards, print the bound address.
+//! - `drain.rs` — SIGTERM: readiness off, paced `drain` + 4007 to every client, exit.
 //! - `shard/` — the per-core runtime: shard state, the SPSC mesh, messages between shards,
 //!   the session core driven (attach, routing, `sent`), sweeps (ping/idle) and drain pacing.
 //! - `http/` — the public port: request head, `/healthz`, `/readyz`, `/metrics`, the upgrade
@@ -22,6 +23,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod drain;
 pub mod http;
 pub mod metrics;
 pub mod node;

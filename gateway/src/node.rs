@@ -1,14 +1,11 @@
-//! Starting and stopping the node: resolve the listen address, spawn one pinned glommio
-//! executor per shard, print the bound address, then wait for SIGTERM/SIGINT and drain.
+//! Starting the node: resolve the listen address, spawn one pinned glommio executor per
+//! shard, print the bound address, then hand over to `drain` (wait for SIGTERM, drain, exit).
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use glommio::{LocalExecutorBuilder, Placement};
-use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::config::Config;
 use crate::shard::{self, Node};
@@ -55,34 +52,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     println!("listening on {bound}");
     tracing::info!(%bound, shards, node_id = %node.config.node_id, "gateway ready");
 
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .context("installing signal handlers")?;
-    let first = signals.forever().next();
-    tracing::info!(signal = ?first, "draining");
-    node.start_drain(Instant::now());
-    let deadline = Instant::now() + Duration::from_secs(node.config.drain_timeout_sec);
-    // Exit when every client left, at the deadline, or at a second signal.
-    loop {
-        if node.live.load(Ordering::Acquire) == 0 {
-            tracing::info!("drained: no client left");
-            break;
-        }
-        if Instant::now() >= deadline {
-            tracing::warn!(
-                left = node.live.load(Ordering::Acquire),
-                "drain deadline reached"
-            );
-            break;
-        }
-        if signals.pending().next().is_some() {
-            tracing::warn!("second signal: exiting without waiting for the drain");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Give the shards a moment to flush the last close frames.
-    std::thread::sleep(Duration::from_millis(100));
-    Ok(0)
+    crate::drain::wait_and_drain(&node)
 }
 
 /// Binds `addr` once (SO_REUSEPORT, not listening) so port 0 resolves to one concrete port

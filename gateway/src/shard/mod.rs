@@ -36,8 +36,6 @@ use rtc_protocol::close;
 pub const READ_SCRATCH_BYTES: usize = 64 * 1024;
 /// How often the shard sweeps its connections for pings and idle timeouts.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
-/// Drain pacing tick.
-pub const DRAIN_TICK: Duration = Duration::from_millis(10);
 /// A connection that sent its close frame is dropped if the peer has not closed by then.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
@@ -100,7 +98,7 @@ impl Node {
     }
 
     /// Starts the drain (idempotent).
-    pub fn start_drain(&self, _now: Instant) {
+    pub fn start_drain(&self) {
         let deadline = unix_ms() + self.config.drain_timeout_sec * 1000;
         self.drain_deadline_ms.store(deadline, Ordering::Release);
         self.draining.store(true, Ordering::Release);
@@ -262,7 +260,7 @@ pub async fn run(
     }
     glommio::spawn_local(publish_loop(shard.clone())).detach();
     glommio::spawn_local(sweep_loop(shard.clone())).detach();
-    glommio::spawn_local(drain_loop(shard.clone())).detach();
+    glommio::spawn_local(crate::drain::pace(shard.clone())).detach();
     let _ = ready.send(Ok(()));
     drop(ready);
     tracing::debug!(shard = id, "accepting");
@@ -318,43 +316,10 @@ async fn sweep_loop(shard: Rc<Shard>) {
             if quiet >= idle_after {
                 shard.metrics.inc(Counter::Close4006);
                 c.request_close(close::IDLE_TIMEOUT);
-            } else if (now.wrapping_add(c.id as u32)) % ping_every == 0 {
+            } else if c.user.is_some() && (now.wrapping_add(c.id as u32)) % ping_every == 0 {
+                // `/ws` only: an unsolicited ping on `/echo` would disturb conformance runs.
                 c.request_ping();
             }
         }
-    }
-}
-
-/// After SIGTERM: every client gets `drain` then close 4007, paced at this shard's share of
-/// `DRAIN_RATE`.
-async fn drain_loop(shard: Rc<Shard>) {
-    while !shard.node.is_draining() {
-        sleep(Duration::from_millis(20)).await;
-    }
-    let per_tick = f64::from(shard.node.config.drain_rate) / shard.node.shards as f64
-        * DRAIN_TICK.as_secs_f64();
-    let mut budget = 0.0f64;
-    loop {
-        budget = (budget + per_tick).min(per_tick.max(1.0) * 10.0);
-        let mut victims = Vec::new();
-        {
-            let conns = shard.conns.borrow();
-            for c in conns.values() {
-                if budget < 1.0 {
-                    break;
-                }
-                if c.closing_since().is_none() && !c.drain_sent.get() {
-                    victims.push(c.clone());
-                    budget -= 1.0;
-                }
-            }
-        }
-        for c in victims {
-            c.drain_sent.set(true);
-            shard.session.send_drain(&shard, &c);
-            shard.metrics.inc(Counter::Close4007);
-            c.request_close(close::DRAINED);
-        }
-        sleep(DRAIN_TICK).await;
     }
 }
