@@ -18,6 +18,9 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::session as limits;
+use crate::session::SessionLimits;
+
 /// Message size limit of `/echo` (Autobahn 9.* sends 16 MiB messages).
 pub const ECHO_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Largest `--shards` accepted: the shard mesh has shards² rings.
@@ -46,11 +49,27 @@ pub struct Config {
     pub require_token: bool,
     /// Serve `GET /echo`, a plain WebSocket echo (for the Autobahn suite).
     pub echo: bool,
-    /// Outbound buffer bound per connection, in messages; past it the oldest is dropped
-    /// (and the client told the gap).
+    /// Resume-log length per user, in messages (the last unacked ones are kept for offline
+    /// delivery and resume; past it the oldest is trimmed, counted).
     pub buffer_max: usize,
-    /// Outbound buffer bound per connection, in bytes.
+    /// Byte cap of one user's resume log.
+    pub log_max_bytes: usize,
+    /// Summed resume-log bytes of the offline users of one shard (least recently touched
+    /// evicted first, counted).
+    pub max_offline_log_bytes: usize,
+    /// Outbound buffer per connection, in messages (live messages not yet written); past it
+    /// the oldest is dropped and the client told the `gap`.
     pub per_conn_buffer_size: usize,
+    /// Outbound buffer per connection, in bytes.
+    pub per_conn_buffer_bytes: usize,
+    /// Drops without a completed write before a slow consumer is closed 4005.
+    pub slow_consumer_max_drops: u32,
+    /// Milliseconds of dropping without a completed write before close 4005.
+    pub slow_consumer_timeout_ms: u64,
+    /// `(from, clientMsgId)` pairs remembered per recipient for retry dedup.
+    pub dedup_max: usize,
+    /// User records (online, or offline with a log) per shard.
+    pub max_users_per_shard: usize,
     /// How long a user's resume log is kept after the user left, in seconds.
     pub resume_ttl_sec: u64,
     /// New handshakes per second the node accepts (token bucket, burst = one second's worth);
@@ -93,9 +112,16 @@ impl Default for Config {
             ring_secret_previous: String::new(),
             require_token: false,
             echo: false,
-            buffer_max: 1024,
-            per_conn_buffer_size: 1024 * 1024,
-            resume_ttl_sec: 300,
+            buffer_max: limits::BUFFER_MAX,
+            log_max_bytes: limits::LOG_MAX_BYTES,
+            max_offline_log_bytes: limits::MAX_OFFLINE_LOG_BYTES,
+            per_conn_buffer_size: limits::PER_CONN_BUFFER_SIZE,
+            per_conn_buffer_bytes: limits::PER_CONN_BUFFER_BYTES,
+            slow_consumer_max_drops: limits::SLOW_CONSUMER_MAX_DROPS,
+            slow_consumer_timeout_ms: limits::SLOW_CONSUMER_TIMEOUT_MS,
+            dedup_max: limits::DEDUP_MAX,
+            max_users_per_shard: limits::MAX_USERS_PER_SHARD,
+            resume_ttl_sec: limits::RESUME_TTL_SEC,
             handshake_rate_limit: 0,
             max_conn_per_ip: 0,
             ping_interval_sec: 25,
@@ -125,8 +151,14 @@ impl Config {
         if self.require_token && self.ring_secret.is_empty() {
             bail!("--require-token needs RING_SECRET to verify connect tokens");
         }
-        if self.buffer_max == 0 || self.per_conn_buffer_size < 1024 {
-            bail!("BUFFER_MAX must be > 0 and PER_CONN_BUFFER_SIZE >= 1024");
+        let session = self.session_limits();
+        session.validate().context("session limits")?;
+        if self.max_message_bytes + limits::MESSAGE_OVERHEAD + 256 > session.max_message_cost() {
+            bail!(
+                "MAX_MESSAGE_BYTES ({}) does not fit LOG_MAX_BYTES / PER_CONN_BUFFER_BYTES ({})",
+                self.max_message_bytes,
+                session.max_message_cost()
+            );
         }
         if self.ping_interval_sec == 0 || self.idle_timeout_sec <= self.ping_interval_sec {
             bail!("PING_INTERVAL_SEC must be > 0 and below IDLE_TIMEOUT_SEC");
@@ -144,6 +176,22 @@ impl Config {
             bail!("IO_MEMORY_KIB must be >= 64");
         }
         Ok(())
+    }
+
+    /// The session core's bounds.
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            buffer_max: self.buffer_max,
+            resume_ttl_ms: self.resume_ttl_sec.saturating_mul(1000),
+            log_max_bytes: self.log_max_bytes,
+            max_offline_log_bytes: self.max_offline_log_bytes,
+            per_conn_buffer_size: self.per_conn_buffer_size,
+            per_conn_buffer_bytes: self.per_conn_buffer_bytes,
+            slow_consumer_max_drops: self.slow_consumer_max_drops,
+            slow_consumer_timeout_ms: self.slow_consumer_timeout_ms,
+            dedup_max: self.dedup_max,
+            max_users: self.max_users_per_shard,
+        }
     }
 
     /// Effective shard count: `shards`, or every core this process may run on.
@@ -245,12 +293,33 @@ pub struct Settings {
     #[arg(long, env = "ECHO")]
     #[serde(default)]
     pub echo: bool,
-    /// Outbound buffer per connection, in messages (drop-oldest past it) [default: 1024].
+    /// Resume-log length per user, messages [default: 1000].
     #[arg(long, env = "BUFFER_MAX")]
     pub buffer_max: Option<usize>,
-    /// Outbound buffer per connection, in bytes [default: 1048576].
+    /// Byte cap of one user's resume log [default: 4194304].
+    #[arg(long, env = "LOG_MAX_BYTES")]
+    pub log_max_bytes: Option<usize>,
+    /// Resume-log bytes of offline users per shard [default: 67108864].
+    #[arg(long, env = "MAX_OFFLINE_LOG_BYTES")]
+    pub max_offline_log_bytes: Option<usize>,
+    /// Outbound buffer per connection, messages (drop-oldest past it) [default: 256].
     #[arg(long, env = "PER_CONN_BUFFER_SIZE")]
     pub per_conn_buffer_size: Option<usize>,
+    /// Outbound buffer per connection, bytes [default: 1048576].
+    #[arg(long, env = "PER_CONN_BUFFER_BYTES")]
+    pub per_conn_buffer_bytes: Option<usize>,
+    /// Drops without a completed write before close 4005 [default: 1024].
+    #[arg(long, env = "SLOW_CONSUMER_MAX_DROPS")]
+    pub slow_consumer_max_drops: Option<u32>,
+    /// Milliseconds of dropping without progress before close 4005 [default: 10000].
+    #[arg(long, env = "SLOW_CONSUMER_TIMEOUT_MS")]
+    pub slow_consumer_timeout_ms: Option<u64>,
+    /// Retry-dedup memory per recipient, (from, clientMsgId) pairs [default: 256].
+    #[arg(long, env = "DEDUP_MAX")]
+    pub dedup_max: Option<usize>,
+    /// User records per shard [default: 1000000].
+    #[arg(long, env = "MAX_USERS_PER_SHARD")]
+    pub max_users_per_shard: Option<usize>,
     /// Resume log lifetime after the user left, seconds [default: 300].
     #[arg(long, env = "RESUME_TTL_SEC")]
     pub resume_ttl_sec: Option<u64>,
@@ -313,7 +382,20 @@ impl Settings {
         c.echo |= self.echo;
         c.log_json |= self.log_json;
         set(&mut c.buffer_max, &self.buffer_max);
+        set(&mut c.log_max_bytes, &self.log_max_bytes);
+        set(&mut c.max_offline_log_bytes, &self.max_offline_log_bytes);
         set(&mut c.per_conn_buffer_size, &self.per_conn_buffer_size);
+        set(&mut c.per_conn_buffer_bytes, &self.per_conn_buffer_bytes);
+        set(
+            &mut c.slow_consumer_max_drops,
+            &self.slow_consumer_max_drops,
+        );
+        set(
+            &mut c.slow_consumer_timeout_ms,
+            &self.slow_consumer_timeout_ms,
+        );
+        set(&mut c.dedup_max, &self.dedup_max);
+        set(&mut c.max_users_per_shard, &self.max_users_per_shard);
         set(&mut c.resume_ttl_sec, &self.resume_ttl_sec);
         set(&mut c.handshake_rate_limit, &self.handshake_rate_limit);
         set(&mut c.max_conn_per_ip, &self.max_conn_per_ip);

@@ -20,9 +20,7 @@ use super::msg::{CommitReq, Handoff, Refused, SentReply, ShardMsg};
 use super::{unix_ms, Shard};
 use crate::conn::{handoff, ConnShared, ConnTask, Mode};
 use crate::metrics::{Counter, Gauge};
-use crate::session::{
-    Attach, Commit, Event, Outbound, Resume, SessionCore, SessionError, SessionLimits,
-};
+use crate::session::{Attach, Commit, Event, Outbound, Resume, SessionCore, SessionError};
 
 /// User slots `expire` looks at per sweep.
 const EXPIRE_BUDGET: usize = 4096;
@@ -44,23 +42,15 @@ pub struct SessionGlue {
 
 impl SessionGlue {
     /// The session core for shard `id`, bounded by the configuration.
-    pub fn new(id: usize, config: &crate::config::Config) -> Self {
-        let limits = SessionLimits {
-            buffer_max: config.buffer_max,
-            per_conn_buffer_size: config.buffer_max,
-            per_conn_buffer_bytes: config.per_conn_buffer_size,
-            resume_ttl_ms: config.resume_ttl_sec * 1000,
-            ..SessionLimits::default()
-        };
-        let core = SessionCore::new(id as u16, limits.clone())
-            .or_else(|_| SessionCore::new(id as u16, SessionLimits::default()))
-            .unwrap_or_else(|e| panic!("default session limits are valid: {e}"));
-        Self {
+    pub fn new(id: usize, config: &crate::config::Config) -> anyhow::Result<Self> {
+        let core = SessionCore::new(id as u16, config.session_limits())
+            .map_err(|e| anyhow::anyhow!("session limits: {e}"))?;
+        Ok(Self {
             core: RefCell::new(core),
             items: RefCell::new(Vec::new()),
             json: RefCell::new(Vec::new()),
             seen: RefCell::new(Default::default()),
-        }
+        })
     }
 
     /// Periodic housekeeping (TTL, slow consumers).

@@ -237,6 +237,13 @@ pub async fn run(
         let _ = ready.send(Err(anyhow::anyhow!("shard {id}: mesh ends taken twice")));
         return;
     };
+    let session = match SessionGlue::new(id, &node.config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
     let (mesh, receivers) = ends.connect().await;
     let shard = Rc::new(Shard {
         id,
@@ -246,7 +253,7 @@ pub async fn run(
         conns: RefCell::new(HashMap::new()),
         next_conn: Cell::new(1),
         clock_s: Cell::new(0),
-        session: SessionGlue::new(id, &node.config),
+        session,
         node: node.clone(),
     });
     for rx in receivers {
