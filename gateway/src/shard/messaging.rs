@@ -466,29 +466,15 @@ pub fn pull(shard: &Shard, conn: &ConnShared, out: &mut Vec<u8>) {
     }
     let now = unix_ms();
     for item in items.drain(..) {
-        match item {
-            Outbound::Deliver(m) => {
-                encode(
-                    &shard.session.json,
-                    &ServerFrame::Deliver {
-                        msg_id: m.msg_id,
-                        offset: m.offset,
-                        from: &m.from,
-                        payload: &m.payload,
-                        ts: m.ts_ms,
-                    },
-                    out,
-                );
-                shard.metrics.inc(Counter::Delivered);
-                shard
-                    .metrics
-                    .observe_latency(std::time::Duration::from_millis(
-                        now.saturating_sub(m.ts_ms),
-                    ));
-            }
-            Outbound::Gap { from, to } => {
-                encode(&shard.session.json, &ServerFrame::Gap { from, to }, out)
-            }
+        encode(&shard.session.json, &item.frame(), out);
+        if let Outbound::Deliver(m) = &item {
+            shard.metrics.inc(Counter::Delivered);
+            // Commit and write happen on this same shard (the recipient's home); the commit
+            // time is the message's unix-ms `ts`, so the resolution is 1 ms.
+            let ms = now.saturating_sub(m.ts_ms);
+            shard
+                .metrics
+                .observe_latency(std::time::Duration::from_millis(ms));
         }
     }
 }
