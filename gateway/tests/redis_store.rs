@@ -446,13 +446,30 @@ fn log_is_trimmed_to_buffer_max_and_ttl_and_keys_expire() {
             .query(&mut con)
             .expect("ttl");
         assert!((1..=7).contains(&ttl), "sess: ttl {ttl}");
-        let dedup_len: i64 = redis::cmd("HLEN")
-            .arg(format!("{prefix}:{{erin}}:dedup"))
-            .query(&mut con)
-            .expect("hlen");
+        let hlen = |suffix: &str, con: &mut redis::Connection| -> i64 {
+            redis::cmd("HLEN")
+                .arg(format!("{prefix}:{{erin}}:{suffix}"))
+                .query(con)
+                .expect("hlen")
+        };
         assert_eq!(
-            dedup_len, 10,
+            hlen("dedup", &mut con),
+            10,
             "dedup memory outlives the log entries (DEDUP_MAX 256)"
+        );
+        assert_eq!(
+            hlen("mid", &mut con),
+            1,
+            "only entry 10 is still in the log"
+        );
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:{{erin}}:*"))
+            .query(&mut con)
+            .expect("keys");
+        assert_eq!(
+            keys.len(),
+            6,
+            "log, meta, dedup, dedupq, mid, sess: {keys:?}"
         );
     });
 }
@@ -949,10 +966,16 @@ fn commit_rate() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
     let shards = 2;
     let (store, handles) = start(config(&r.url, &r.prefix), shards);
     let per_shard = total / shards as u64;
     let payload: String = format!("{{\"text\":\"{}\"}}", "x".repeat(188));
+    let mut con = direct(&r.url);
+    let redis_cpu_before = redis_cpu_seconds(&mut con);
     let started = Instant::now();
     let joins: Vec<_> = handles
         .into_iter()
@@ -965,8 +988,7 @@ fn commit_rate() {
                 while received < per_shard {
                     while next < per_shard {
                         let user = format!("b{shard}u{}", next % 500);
-                        let req =
-                            commit(&user, "sender", &format!("m{next}"), next, &payload, 1_000);
+                        let req = commit(&user, "sender", &format!("m{next}"), next, &payload, now);
                         if h.try_submit(next, req).is_err() {
                             break;
                         }
@@ -983,13 +1005,26 @@ fn commit_rate() {
         j.join().expect("shard");
     }
     let secs = started.elapsed().as_secs_f64();
+    let redis_cpu = redis_cpu_seconds(&mut con) - redis_cpu_before;
     let c = store.counters();
+    let n = per_shard * shards as u64;
     println!(
-        "commit_rate: {} commits in {:.2} s = {:.0} commits/s through 1 bridge thread ({} round trips, {:.1} commands per round trip)",
-        per_shard * shards as u64,
-        secs,
-        (per_shard * shards as u64) as f64 / secs,
+        "commit_rate: {n} commits in {secs:.2} s = {:.0} commits/s through 1 bridge thread \
+         ({} round trips, {:.1} commands per round trip; redis-server CPU {:.1} us per commit)",
+        n as f64 / secs,
         c.batches,
-        c.commands as f64 / c.batches.max(1) as f64
+        c.commands as f64 / c.batches.max(1) as f64,
+        redis_cpu * 1e6 / n as f64,
     );
+}
+
+/// redis-server's user + system CPU seconds so far (`INFO cpu`).
+fn redis_cpu_seconds(con: &mut redis::Connection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query(con).expect("info");
+    info.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            matches!(k, "used_cpu_sys" | "used_cpu_user").then(|| v.trim().parse::<f64>().ok())?
+        })
+        .sum()
 }

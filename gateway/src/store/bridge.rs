@@ -208,23 +208,7 @@ impl Bridge {
 
     /// Completes everything queued with `Unavailable` (Redis down, or shutting down).
     fn fail_queued(&mut self) {
-        let mut failed = 0;
-        for (i, lane) in self.shared.lanes.iter().enumerate() {
-            let mut any = false;
-            while let Some((tag, _)) = lane.requests.pop() {
-                // Room is guaranteed: the shard's outstanding bound covers both rings.
-                let _ = lane.done.push(Completion {
-                    tag,
-                    result: Err(StoreError::Unavailable),
-                });
-                failed += 1;
-                any = true;
-            }
-            if any {
-                lane.waker.wake();
-            }
-            self.touched[i] = false;
-        }
+        let failed: u64 = self.shared.lanes.iter().map(|l| l.fail_all()).sum();
         if failed > 0 {
             AtomicBridgeCounters::add(&self.shared.counters.unavailable, failed);
         }

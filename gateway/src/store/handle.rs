@@ -49,6 +49,24 @@ impl Lane {
             waker: AtomicWaker::new(),
         }
     }
+
+    /// Completes every queued request with `Unavailable` (Redis down, or no bridge any more)
+    /// and wakes the shard if there was any. Returns how many.
+    pub(crate) fn fail_all(&self) -> u64 {
+        let mut failed = 0;
+        while let Some((tag, _)) = self.requests.pop() {
+            // Room is guaranteed: the shard's outstanding bound covers both rings.
+            let _ = self.done.push(Completion {
+                tag,
+                result: Err(StoreError::Unavailable),
+            });
+            failed += 1;
+        }
+        if failed > 0 {
+            self.waker.wake();
+        }
+        failed
+    }
 }
 
 /// What one bridge thread shares with its shards and with [`Store`](super::Store).
@@ -175,26 +193,19 @@ impl StoreHandle {
             self.counters.set(c);
             return Err(Full(request));
         }
-        if self.bridge.shutdown.load(Ordering::Acquire) {
-            // No bridge any more: complete it here (room is guaranteed by the bound above).
-            let done = Completion {
-                tag,
-                result: Err(StoreError::Unavailable),
-            };
-            if let Err(done) = self.lane.done.push(done) {
-                c.queue_full += 1;
-                self.counters.set(c);
-                let _ = done;
-                return Err(Full(request));
-            }
-            self.lane.waker.wake();
-        } else if let Err((_, request)) = self.lane.requests.push((tag, request)) {
+        if let Err((_, request)) = self.lane.requests.push((tag, request)) {
             // Unreachable while the outstanding bound holds; refuse rather than lose it.
             c.queue_full += 1;
             self.counters.set(c);
             return Err(Full(request));
-        } else {
-            self.bridge.notify();
+        }
+        self.bridge.notify();
+        // The store may have shut down after the bridge's last look at this lane: then no
+        // one else will complete the request. `notify`'s fence orders the push before this
+        // load, and `Store::drop` sets the flag before its own last drain, so whichever of
+        // the two looks last completes it (a pop is exclusive, so exactly once).
+        if self.bridge.shutdown.load(Ordering::SeqCst) {
+            self.lane.fail_all();
         }
         c.submitted += 1;
         self.counters.set(c);

@@ -230,7 +230,7 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         for b in &self.bridges {
-            b.shutdown.store(true, Ordering::Release);
+            b.shutdown.store(true, Ordering::SeqCst);
             b.healthy.store(false, Ordering::Release);
             if let Some(t) = b.thread.get() {
                 t.unpark();
@@ -239,6 +239,13 @@ impl Drop for Store {
         for t in self.threads.drain(..) {
             // A bridge in a round trip finishes it first (bounded by the I/O timeout).
             let _ = t.join();
+        }
+        // Requests pushed after a bridge's last look (see `StoreHandle::try_submit`).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        for b in &self.bridges {
+            for lane in &b.lanes {
+                lane.fail_all();
+            }
         }
     }
 }

@@ -76,7 +76,9 @@ local function trim(max, min_ts)
     lost = off_of(over[#over][1])
     removed = removed + drop_through(lost)
   end
-  if min_ts > 0 then
+  -- Look at the oldest entry alone first: usually it is young and that is all it costs.
+  local first = min_ts > 0 and redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  if first and tonumber(first[2][8]) < min_ts then
     local front = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 16)
     local last = 0
     for _, e in ipairs(front) do
