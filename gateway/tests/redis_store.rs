@@ -1006,16 +1006,39 @@ fn commit_rate() {
     }
     let secs = started.elapsed().as_secs_f64();
     let redis_cpu = redis_cpu_seconds(&mut con) - redis_cpu_before;
+    let bridge_cpu = thread_cpu_seconds("store-bridge-0");
     let c = store.counters();
     let n = per_shard * shards as u64;
     println!(
         "commit_rate: {n} commits in {secs:.2} s = {:.0} commits/s through 1 bridge thread \
-         ({} round trips, {:.1} commands per round trip; redis-server CPU {:.1} us per commit)",
+         ({} round trips, {:.1} commands per round trip; CPU per commit: redis-server {:.1} us, \
+         bridge thread {:.2} us)",
         n as f64 / secs,
         c.batches,
         c.commands as f64 / c.batches.max(1) as f64,
         redis_cpu * 1e6 / n as f64,
+        bridge_cpu * 1e6 / n as f64,
     );
+}
+
+/// User + system CPU seconds of this process's thread named `name` (`/proc/self/task`).
+fn thread_cpu_seconds(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // Fields after the `(comm)`: state is field 3, utime 14, stime 15 (clock ticks, 100/s).
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        return (ticks(11) + ticks(12)) / 100.0;
+    }
+    f64::NAN
 }
 
 /// redis-server's user + system CPU seconds so far (`INFO cpu`).
