@@ -386,11 +386,18 @@ fn log_is_trimmed_to_buffer_max_and_ttl_and_keys_expire() {
             "offsets 1..=3 were trimmed unacked"
         );
 
-        // Age: an entry older than the TTL (10 s) is trimmed by the next write or by Trim.
+        // Age: entries older than the TTL (10 s) are trimmed before a replay reads the log
+        // (and by every 8th commit, and by Trim).
         let (_, off, _) =
             committed(call(&h, commit("erin", "frank", "late", 9, "{}", 1_000 + 20_000)).await);
         assert_eq!(off, 9);
-        let rep = call(&h, replay("erin", 0, 0)).await.expect("replay");
+        let late_replay = Request::Replay {
+            user: "erin".into(),
+            after: 0,
+            limit: 0,
+            now_ms: 21_000,
+        };
+        let rep = call(&h, late_replay).await.expect("replay");
         assert_eq!(
             offsets(&rep),
             vec![9],
@@ -1050,4 +1057,63 @@ fn redis_cpu_seconds(con: &mut redis::Connection) -> f64 {
             matches!(k, "used_cpu_sys" | "used_cpu_user").then(|| v.trim().parse::<f64>().ok())?
         })
         .sum()
+}
+
+#[test]
+fn unreachable_redis_fails_fast_and_reports_unhealthy() {
+    // A port nothing listens on (bound, then released).
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let cfg = config(&format!("redis://127.0.0.1:{port}/"), "down");
+    let (store, mut handles) = Store::start(cfg, 1).expect("starts without redis");
+    assert!(!store.wait_healthy(Duration::from_millis(300)));
+    on_shard(handles.remove(0), |h| async move {
+        for i in 0..50 {
+            let r = call(&h, commit("tom", "uma", &format!("c{i}"), i, "{}", 1_000)).await;
+            assert_eq!(r, Err(StoreError::Unavailable));
+        }
+        let c = h.counters();
+        assert_eq!((c.submitted, c.completed, c.unavailable), (50, 50, 50));
+    });
+    assert!(store.counters().connect_failures >= 1);
+    assert!(!store.health());
+}
+
+#[test]
+fn a_lost_head_counter_never_reuses_offsets() {
+    let r = test_redis();
+    let (_store, mut handles) = start(config(&r.url, &r.prefix), 1);
+    let (url, prefix) = (r.url.clone(), r.prefix.clone());
+    on_shard(handles.remove(0), move |h| async move {
+        for i in 1..=3u64 {
+            committed(call(&h, commit("vic", "w", &format!("c{i}"), i, "{}", 1_000)).await);
+        }
+        assert_eq!(
+            call(
+                &h,
+                Request::AckUpTo {
+                    user: "vic".into(),
+                    up_to: 3
+                }
+            )
+            .await,
+            Ok(Reply::Acked(3))
+        );
+        // The meta hash (head counter) disappears while the (now empty) log stream survives.
+        let mut con = direct(&url);
+        let _: i64 = redis::cmd("DEL")
+            .arg(format!("{prefix}:{{vic}}:meta"))
+            .query(&mut con)
+            .expect("del");
+        let (_, offset, _) = committed(call(&h, commit("vic", "w", "c4", 4, "{}", 1_000)).await);
+        assert_eq!(offset, 4, "continues above the log's last id");
+        let head = call(&h, Request::Head { user: "vic".into() }).await;
+        assert!(matches!(head, Ok(Reply::Head(hd)) if hd.head == 4));
+        assert_eq!(
+            committed(call(&h, commit("vic", "w", "c5", 5, "{}", 1_000)).await).1,
+            5
+        );
+    });
 }
