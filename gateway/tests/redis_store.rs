@@ -321,10 +321,16 @@ fn commit_assigns_offsets_and_dedups_retries() {
 
         let all = call(&h, replay("bob", 0, 0)).await.expect("replay");
         assert_eq!(offsets(&all), vec![1, 2, 3, 4, 5, 6]);
-        let Reply::Replay { head, entries } = all else {
+        let Reply::Replay {
+            head,
+            entries,
+            more,
+        } = all
+        else {
             unreachable!()
         };
         assert_eq!(head.head, 6);
+        assert!(!more);
         assert_eq!(entries[0].msg_id, big_id);
         assert_eq!(&*entries[0].from, "alice@x");
         assert_eq!(&*entries[0].payload, br#"{"n":1}"#);
@@ -523,9 +529,11 @@ fn replay_after_n_and_acks() {
                 .await,
             );
         }
-        assert_eq!(
-            offsets(&call(&h, replay("ivy", 4, 3)).await.expect("replay")),
-            vec![5, 6, 7]
+        let rep = call(&h, replay("ivy", 4, 3)).await.expect("replay");
+        assert_eq!(offsets(&rep), vec![5, 6, 7]);
+        assert!(
+            matches!(rep, Reply::Replay { more: true, .. }),
+            "cut at the limit"
         );
         assert_eq!(
             offsets(&call(&h, replay("ivy", 7, 0)).await.expect("replay")),
@@ -713,7 +721,7 @@ fn two_nodes_see_one_log() {
             committed(call(&h, commit("lee", "max", "c4", (2 << 48) + 2, "{}", 1_002)).await);
         assert_eq!(next, ((2 << 48) + 2, 4, false));
         let rep = call(&h, replay("lee", 0, 0)).await.expect("replay");
-        let Reply::Replay { head, entries } = rep else {
+        let Reply::Replay { head, entries, .. } = rep else {
             panic!("replay")
         };
         assert_eq!((head.head, head.acked), (4, 1));
@@ -1116,4 +1124,48 @@ fn a_lost_head_counter_never_reuses_offsets() {
             5
         );
     });
+}
+
+#[test]
+fn replays_and_pipelines_are_cut_by_bytes() {
+    let r = test_redis();
+    let cfg = StoreConfig {
+        replay_max_bytes: 10,
+        pipeline_max_bytes: 1,
+        ..config(&r.url, &r.prefix)
+    };
+    let (store, mut handles) = start(cfg, 1);
+    on_shard(handles.remove(0), |h| async move {
+        for i in 0..5 {
+            h.try_submit(
+                i,
+                commit("xia", "yan", &format!("c{i}"), i, "123456", 1_000),
+            )
+            .expect("room");
+        }
+        let mut out = Vec::new();
+        while out.len() < 5 {
+            with_deadline(h.recv_batch(&mut out, 16)).await;
+        }
+        assert!(out.iter().all(|c| c.result.is_ok()));
+        let h = &h;
+        let page = |after| async move {
+            match call(h, replay("xia", after, 100)).await {
+                Ok(Reply::Replay { entries, more, .. }) => {
+                    (entries.iter().map(|e| e.offset).collect::<Vec<_>>(), more)
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        // 6-byte payloads, 10-byte budget: the entry that crosses it is the last one.
+        assert_eq!(page(0).await, (vec![1, 2], true));
+        assert_eq!(page(2).await, (vec![3, 4], true));
+        assert_eq!(page(4).await, (vec![5], false));
+        assert_eq!(page(5).await, (vec![], false));
+    });
+    let c = store.counters();
+    assert_eq!(
+        c.batches, c.commands,
+        "a 1-byte budget sends one command per round trip"
+    );
 }

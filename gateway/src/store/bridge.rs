@@ -214,26 +214,29 @@ impl Bridge {
         }
     }
 
-    /// Takes up to `pipeline_batch` requests, round robin over the lanes, each lane in FIFO
-    /// order. Returns how many.
+    /// Takes up to `pipeline_batch` requests (and about `pipeline_max_bytes`), round robin
+    /// over the lanes, each lane in FIFO order. Returns how many.
     fn collect(&mut self) -> usize {
         let lanes = self.shared.lanes.len();
         let max = self.config.pipeline_batch;
+        let max_bytes = self.config.pipeline_max_bytes;
         let chunk = (max / lanes).max(1);
         let start = self.next_lane;
         self.next_lane = (self.next_lane + 1) % lanes;
+        let mut bytes = 0usize;
         loop {
             let before = self.items.len();
             for k in 0..lanes {
                 let lane_idx = (start + k) % lanes;
                 let lane = &self.shared.lanes[lane_idx];
                 for _ in 0..chunk {
-                    if self.items.len() >= max {
-                        break;
+                    if self.items.len() >= max || bytes >= max_bytes {
+                        return self.items.len();
                     }
                     let Some((tag, request)) = lane.requests.pop() else {
                         break;
                     };
+                    bytes += request.approx_bytes();
                     self.items.push(Item {
                         lane: lane_idx,
                         tag,
@@ -243,7 +246,7 @@ impl Bridge {
                     });
                 }
             }
-            if self.items.len() >= max || self.items.len() == before {
+            if self.items.len() == before {
                 return self.items.len();
             }
         }
@@ -490,7 +493,8 @@ fn encode(
                 .arg(limit)
                 .arg(config.buffer_max)
                 .arg(min_ts(*now_ms).min(MAX_OFFSET))
-                .arg(ttl);
+                .arg(ttl)
+                .arg(config.replay_max_bytes);
             (cmd, Kind::Replay)
         }
         Request::Head { user } => {
@@ -627,12 +631,13 @@ fn decode(kind: Kind, v: Value) -> Result<Reply, StoreError> {
         }
         Kind::Replay => {
             let a = array(v).ok_or(bad("replay: not an array"))?;
-            if a.len() < 3 || (a.len() - 3) % 5 != 0 {
+            if a.len() < 4 || (a.len() - 4) % 5 != 0 {
                 return Err(bad("replay: arity"));
             }
             let head = log_head(&a[..3]).ok_or(bad("replay: head"))?;
-            let mut entries = Vec::with_capacity((a.len() - 3) / 5);
-            let mut it = a.into_iter().skip(3);
+            let more = num(&a[3]).ok_or(bad("replay: more"))? == 1;
+            let mut entries = Vec::with_capacity((a.len() - 4) / 5);
+            let mut it = a.into_iter().skip(4);
             while let (Some(off), Some(mid), Some(from), Some(payload), Some(ts)) =
                 (it.next(), it.next(), it.next(), it.next(), it.next())
             {
@@ -644,7 +649,11 @@ fn decode(kind: Kind, v: Value) -> Result<Reply, StoreError> {
                     ts_ms: num(&ts).ok_or(bad("replay: ts"))?,
                 });
             }
-            Ok(Reply::Replay { head, entries })
+            Ok(Reply::Replay {
+                head,
+                more,
+                entries,
+            })
         }
         Kind::Session => {
             let a = array(v).ok_or(bad("session: not an array"))?;

@@ -27,6 +27,13 @@ pub const SHARD_CAPACITY: usize = 4096;
 /// Default maximum number of commands written in one pipelined round trip
 /// (`STORE_PIPELINE_BATCH`).
 pub const PIPELINE_BATCH: usize = 512;
+/// Default byte budget of one pipelined round trip (`STORE_PIPELINE_MAX_BYTES`): a batch
+/// stops growing once its requests' payloads and ids add up to this (at least one request is
+/// always sent).
+pub const PIPELINE_MAX_BYTES: usize = 4 << 20;
+/// Default byte budget of one `Replay` answer's payloads (`STORE_REPLAY_MAX_BYTES`): the
+/// script stops adding entries once past it (at least one entry is always returned).
+pub const REPLAY_MAX_BYTES: usize = 1 << 20;
 /// Default and largest number of entries one `Replay` returns (`STORE_REPLAY_BATCH_MAX`);
 /// a larger replay is read in several requests.
 pub const REPLAY_BATCH_MAX: usize = 256;
@@ -70,8 +77,13 @@ pub struct StoreConfig {
     pub shard_capacity: usize,
     /// Commands per round trip (`STORE_PIPELINE_BATCH`). Default [`PIPELINE_BATCH`].
     pub pipeline_batch: usize,
+    /// Bytes per round trip (`STORE_PIPELINE_MAX_BYTES`). Default [`PIPELINE_MAX_BYTES`].
+    pub pipeline_max_bytes: usize,
     /// Entries per `Replay` at most (`STORE_REPLAY_BATCH_MAX`). Default [`REPLAY_BATCH_MAX`].
     pub replay_batch_max: usize,
+    /// Payload bytes per `Replay` answer (`STORE_REPLAY_MAX_BYTES`). Default
+    /// [`REPLAY_MAX_BYTES`].
+    pub replay_max_bytes: usize,
     /// Largest commit payload, bytes (`STORE_MAX_PAYLOAD_BYTES`). Default [`MAX_PAYLOAD_BYTES`].
     pub max_payload_bytes: usize,
     /// Bridge threads (`STORE_BRIDGE_THREADS`). Default [`BRIDGE_THREADS`].
@@ -100,7 +112,9 @@ impl Default for StoreConfig {
             dedup_max: DEDUP_MAX,
             shard_capacity: SHARD_CAPACITY,
             pipeline_batch: PIPELINE_BATCH,
+            pipeline_max_bytes: PIPELINE_MAX_BYTES,
             replay_batch_max: REPLAY_BATCH_MAX,
+            replay_max_bytes: REPLAY_MAX_BYTES,
             max_payload_bytes: MAX_PAYLOAD_BYTES,
             bridge_threads: BRIDGE_THREADS,
             connect_timeout_ms: CONNECT_TIMEOUT_MS,
@@ -140,14 +154,16 @@ pub enum StoreConfigError {
 impl StoreConfig {
     /// Checks the knobs are usable together (does not contact Redis).
     pub fn validate(&self) -> Result<(), StoreConfigError> {
-        let nonzero: [(&'static str, bool); 13] = [
+        let nonzero: [(&'static str, bool); 15] = [
             ("buffer_max", self.buffer_max > 0),
             ("resume_ttl_sec", self.resume_ttl_sec > 0),
             ("session_ttl_sec", self.session_ttl_sec > 0),
             ("dedup_max", self.dedup_max > 0),
             ("shard_capacity", self.shard_capacity > 0),
             ("pipeline_batch", self.pipeline_batch > 0),
+            ("pipeline_max_bytes", self.pipeline_max_bytes > 0),
             ("replay_batch_max", self.replay_batch_max > 0),
+            ("replay_max_bytes", self.replay_max_bytes > 0),
             ("max_payload_bytes", self.max_payload_bytes > 0),
             ("bridge_threads", self.bridge_threads > 0),
             ("connect_timeout_ms", self.connect_timeout_ms > 0),

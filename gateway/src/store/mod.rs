@@ -52,13 +52,25 @@
 //!   node, so two nodes could in principle give one user the same id. Ack by id then removes the
 //!   most recent entry with that id. Clients dedup by offset across nodes.
 //!
+//! # Cost (measured)
+//! `cargo test --release -p gateway --test redis_store -- --ignored --nocapture commit_rate`
+//! (2 glommio shards → 1 bridge thread → Redis 7.0 on loopback, 200-byte payloads, 1,000
+//! users, a loaded 2-core machine): ~66,000 commits/s, 511 commands per round trip, CPU per
+//! commit ≈ 13 µs in redis-server (the commit script: ~13 Redis calls) and ≈ 1.5 µs on the
+//! bridge thread. Redis's single core is the limit; one bridge thread could feed several.
+//!
+//! # Not here (yet)
+//! - Redis Cluster routing: keys are hash-tagged per user, but the bridge talks to one
+//!   endpoint; a `MOVED` answer surfaces as `StoreError::Redis`.
+//! - TLS to Redis (`rediss://`) needs the `redis` crate's TLS feature.
+//!
 //! # Wiring it into the node
 //! | when | call |
 //! |---|---|
 //! | start-up (main thread) | [`Store::start`]`(config, shards)` → `(Store, Vec<StoreHandle>)`; move handle `i` into shard `i`; keep the `Store` (dropping it stops the bridges) |
 //! | each shard, once | spawn one task: `loop { handle.recv_batch(&mut buf, 256).await; for c in buf.drain(..) { dispatch(c.tag, c.result) } }` |
 //! | message for a user homed here | `try_submit(tag, Request::Commit{..})`; on the completion answer `sent`, deliver live; `Err(Full)` / `Unavailable` → `error unavailable` |
-//! | handshake with resume | `SetSession`, then `Replay{after: lastOffset}` (repeat while a batch comes back full); `Unavailable` → 503 + Retry-After |
+//! | handshake with resume | `SetSession`, then `Replay{after: lastOffset}` (again after the last offset while `more`); `Unavailable` → 503 + Retry-After |
 //! | `ack` frames | `AckUpTo` / `AckIds` (may be coalesced per user) |
 //! | every `SESSION_TTL_SEC / 3` per connected user | `RefreshSession`; `Owned(false)` → the user connected elsewhere: close 4002 |
 //! | clean disconnect | `RemoveSession` (compare-and-delete: only if still this node's connection) |
@@ -81,8 +93,8 @@ use thiserror::Error;
 pub use config::{
     StoreConfig, StoreConfigError, BRIDGE_THREADS, BUFFER_MAX, CONNECT_TIMEOUT_MS, DEDUP_MAX,
     HEALTH_INTERVAL_MS, IO_TIMEOUT_MS, KEY_PREFIX, MAX_OFFSET, MAX_PAYLOAD_BYTES, PIPELINE_BATCH,
-    RECONNECT_BASE_MS, RECONNECT_MAX_MS, REDIS_URL, REPLAY_BATCH_MAX, RESUME_TTL_SEC,
-    SESSION_TTL_SEC, SHARD_CAPACITY,
+    PIPELINE_MAX_BYTES, RECONNECT_BASE_MS, RECONNECT_MAX_MS, REDIS_URL, REPLAY_BATCH_MAX,
+    REPLAY_MAX_BYTES, RESUME_TTL_SEC, SESSION_TTL_SEC, SHARD_CAPACITY,
 };
 pub use handle::{RecvBatch, StoreHandle};
 pub use types::{

@@ -162,8 +162,10 @@ if n > 0 then refresh(ARGV[1]) end
 return n
 "#;
 
-/// Replay. ARGV: 1 after, 2 limit, 3 buffer_max, 4 min_ts, 5 ttl_sec.
-/// Returns {head, acked, lost, then per entry: offset, msgId, from, payload, ts}.
+/// Replay. ARGV: 1 after, 2 limit, 3 buffer_max, 4 min_ts, 5 ttl_sec, 6 max_bytes.
+/// Returns {head, acked, lost, more 0/1, then per entry: offset, msgId, from, payload, ts};
+/// stops after the entry that takes the payload bytes past max_bytes (more = 1 then, and when
+/// limit entries were read).
 const REPLAY: &str = r#"
 trim(tonumber(ARGV[3]), tonumber(ARGV[4]))
 local m = redis.call('HMGET', KEYS[2], 'head', 'acked', 'lost')
@@ -171,10 +173,19 @@ local head = tonumber(m[1] or '0')
 local acked = tonumber(m[2] or '0')
 local lost = tonumber(m[3] or '0')
 local start = math.max(tonumber(ARGV[1]), acked) + 1
-local out = {head, acked, lost}
-local es = redis.call('XRANGE', KEYS[1], sid(start), '+', 'COUNT', ARGV[2])
+local limit = tonumber(ARGV[2])
+local es = redis.call('XRANGE', KEYS[1], sid(start), '+', 'COUNT', limit)
+local more = 0
+if #es == limit then more = 1 end
+local out = {head, acked, lost, more}
+local budget = tonumber(ARGV[6])
 for _, e in ipairs(es) do
+  if budget <= 0 then
+    out[4] = 1
+    break
+  end
   local f = e[2]
+  budget = budget - #f[6]
   out[#out + 1] = off_of(e[1])
   out[#out + 1] = f[2]
   out[#out + 1] = f[4]

@@ -44,7 +44,7 @@ pub enum Request {
         msg_ids: Box<[u64]>,
     },
     /// Log entries after offset `after` (and after the acked offset), oldest first, at most
-    /// `limit` (capped by `replay_batch_max`). Answered with [`Reply::Replay`].
+    /// `limit` (capped by `replay_batch_max`) and about `replay_max_bytes` of payload. Answered with [`Reply::Replay`].
     Replay {
         /// Whose log.
         user: Box<str>,
@@ -105,6 +105,23 @@ pub enum Request {
 }
 
 impl Request {
+    /// Rough size on the wire (for the pipeline's byte budget).
+    pub(crate) fn approx_bytes(&self) -> usize {
+        const FIXED: usize = 128;
+        FIXED
+            + self.user().len()
+            + match self {
+                Request::Commit {
+                    from,
+                    client_msg_id,
+                    payload,
+                    ..
+                } => from.len() + client_msg_id.len() + payload.len(),
+                Request::AckIds { msg_ids, .. } => msg_ids.len() * 24,
+                _ => 0,
+            }
+    }
+
     /// The user whose keys the request touches (the recipient for a commit).
     pub fn user(&self) -> &str {
         match self {
@@ -182,11 +199,12 @@ pub enum Reply {
     Acked(u64),
     /// For `AckIds`: how many entries were removed.
     AckedIds(u32),
-    /// For `Replay`: the head and up to `limit` entries; fewer than `limit` means the replay
-    /// is complete, otherwise ask again after the last entry's offset.
+    /// For `Replay`: the head and up to `limit` entries (and about `replay_max_bytes`).
     Replay {
         /// Log position.
         head: LogHead,
+        /// The batch was cut (count or bytes): ask again after the last entry's offset.
+        more: bool,
         /// Entries, oldest first, contiguous except where acked by id or trimmed.
         entries: Vec<LogEntry>,
     },
