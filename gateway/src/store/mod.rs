@@ -76,6 +76,47 @@
 //! | clean disconnect | `RemoveSession` (compare-and-delete: only if still this node's connection) |
 //! | lost relay / reconciling | `Head` per connected user, `Replay` from what the connection last got |
 //! | `/readyz`, metrics | [`Store::health`] / [`StoreHealth`], [`StoreHandle::counters`], [`Store::counters`] |
+//!
+//! ```no_run
+//! use gateway::store::{Completion, Request, Store, StoreConfig};
+//!
+//! let config = StoreConfig { redis_url: "redis://127.0.0.1:6379/".into(), ..StoreConfig::default() };
+//! let (store, handles) = Store::start(config, 2).expect("valid config");
+//! let readyz = store.health_probe(); // Clone + Send + Sync: `readyz.is_healthy()`
+//! for handle in handles {
+//!     glommio::LocalExecutorBuilder::default()
+//!         .spawn(move || async move {
+//!             let handle = std::rc::Rc::new(handle);
+//!             // The shard's one completion task.
+//!             let rx = handle.clone();
+//!             glommio::spawn_local(async move {
+//!                 let mut batch: Vec<Completion> = Vec::new();
+//!                 loop {
+//!                     rx.recv_batch(&mut batch, 256).await;
+//!                     for c in batch.drain(..) {
+//!                         // look up what `c.tag` was for, answer the client
+//!                         let _ = (c.tag, c.result);
+//!                     }
+//!                 }
+//!             })
+//!             .detach();
+//!             // Anywhere on the shard: never blocks.
+//!             let commit = Request::Commit {
+//!                 to: "bob".into(),
+//!                 from: "alice".into(),
+//!                 client_msg_id: "c1".into(),
+//!                 msg_id: 1,
+//!                 payload: b"{}".to_vec().into_boxed_slice(),
+//!                 ts_ms: 1_700_000_000_000,
+//!             };
+//!             if let Err(full) = handle.try_submit(42, commit) {
+//!                 let _refused = full.0; // answer `error unavailable`, count the drop
+//!             }
+//!         })
+//!         .expect("executor");
+//! }
+//! # drop((store, readyz));
+//! ```
 
 mod bridge;
 mod config;
