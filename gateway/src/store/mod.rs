@@ -55,9 +55,9 @@
 //! # Cost (measured)
 //! `cargo test --release -p gateway --test redis_store -- --ignored --nocapture commit_rate`
 //! (2 glommio shards → 1 bridge thread → Redis 7.0 on loopback, 200-byte payloads, 1,000
-//! users, a loaded 2-core machine): ~66,000 commits/s, 511 commands per round trip, CPU per
-//! commit ≈ 13 µs in redis-server (the commit script: ~13 Redis calls) and ≈ 1.5 µs on the
-//! bridge thread. Redis's single core is the limit; one bridge thread could feed several.
+//! users, a loaded 2-core machine): 66,000–76,000 commits/s, 511 commands per round trip, CPU
+//! per commit 12–13 µs in redis-server (the commit script: ~13 Redis calls) and 1.4–1.5 µs on
+//! the bridge thread. Redis's single core is the limit; one bridge thread could feed several.
 //!
 //! # Not here (yet)
 //! - Redis Cluster routing: keys are hash-tagged per user, but the bridge talks to one
