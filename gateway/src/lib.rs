@@ -33,6 +33,8 @@
 //! - `session/` — the pure per-shard session core (users, offsets, resume logs, dedup,
 //!   drop-oldest windows, acks); see `LIFECYCLE.md`.
 //! - `metrics/` — metric names (declared once), per-shard counters, Prometheus rendering.
+//! - `store/` — the Redis store of a cluster (resume logs, offsets, dedup, acks, sessions),
+//!   driven by bridge threads off the shards.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -43,3 +45,4 @@ pub mod metrics;
 pub mod node;
 pub mod session;
 pub mod shard;
+pub mod store;
