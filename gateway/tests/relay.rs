@@ -411,7 +411,7 @@ fn a_broker_restart_is_reported_lost_then_restored_and_delivery_resumes() {
     let brokers = broker.addr.clone();
     let prefix = prefix("restart");
     let fast = |node: &str| RelayConfig {
-        recreate_after: Duration::from_secs(4),
+        recreate_after: Duration::from_secs(8),
         ..config(&brokers, &prefix, node)
     };
     const N: u64 = 100_000;
@@ -462,9 +462,10 @@ fn a_broker_restart_is_reported_lost_then_restored_and_delivery_resumes() {
         match node_b.rx.recv_timeout(left) {
             Ok(x) => after.push(x),
             Err(_) => panic!(
-                "delivery did not resume after the restart (A {:?}, B {:?})",
+                "delivery did not resume after the restart (A {:?}, B {:?}); A's last failures: {:?}",
                 node_a.relay.counters().snapshot(),
-                node_b.relay.counters().snapshot()
+                node_b.relay.counters().snapshot(),
+                node_a.rx.try_iter().filter(|(_, s)| matches!(s, Seen::Failed(_))).take(3).collect::<Vec<_>>()
             ),
         }
     }

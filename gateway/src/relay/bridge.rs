@@ -78,8 +78,13 @@ enum Health {
     Starting,
     /// Delivering.
     Up,
-    /// Lost since `since`; clients last rebuilt at `rebuilt`.
-    Lost { since: Instant, rebuilt: Instant },
+    /// Lost since `since`; clients last rebuilt at `rebuilt`; `fresh_producer` once the
+    /// producer was rebuilt after a broker answered again in this episode.
+    Lost {
+        since: Instant,
+        rebuilt: Instant,
+        fresh_producer: bool,
+    },
 }
 
 /// The relay executor's state (lives on the relay thread only).
@@ -358,6 +363,7 @@ impl Bridge {
     }
 
     fn rebuild_producer(&self) {
+        RelayCounters::bump(&self.signals.counters.clients_recreated);
         self.signals.producer_fatal.store(false, Ordering::Relaxed);
         match kafka::producer(&self.cfg, &self.signals) {
             Ok(p) => {
@@ -374,6 +380,7 @@ impl Bridge {
         self.health.set(Health::Lost {
             since: now,
             rebuilt: now,
+            fresh_producer: false,
         });
         RelayCounters::bump(&self.signals.counters.lost);
         self.broadcast(RelayEvent::Lost { reason }).await;
@@ -413,9 +420,26 @@ impl Bridge {
                         self.restore().await;
                     }
                 }
-                Health::Lost { since, rebuilt } => {
+                Health::Lost {
+                    since,
+                    rebuilt,
+                    fresh_producer,
+                } => {
                     let probe = self.probe().await;
                     let mut ready = probe.is_ok();
+                    if ready && !fresh_producer {
+                        // A broker answers again. The idempotent producer's id and sequence
+                        // numbers may be unknown to it now (a broker without storage
+                        // restarted), which leaves librdkafka timing out every record:
+                        // start a new producer (records queued in the old one come back
+                        // as failures).
+                        self.rebuild_producer();
+                        self.health.set(Health::Lost {
+                            since,
+                            rebuilt,
+                            fresh_producer: true,
+                        });
+                    }
                     if ready {
                         let admin = self.admin.borrow().clone();
                         let created = kafka::ensure_topics(&admin, &self.cfg, PROBE_TIMEOUT).await;
@@ -437,6 +461,7 @@ impl Bridge {
                         self.health.set(Health::Lost {
                             since,
                             rebuilt: Instant::now(),
+                            fresh_producer: probe.is_ok(),
                         });
                     }
                 }
