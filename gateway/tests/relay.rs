@@ -272,6 +272,13 @@ fn messages_cross_nodes_in_per_user_order_on_the_home_shard_and_full_rings_are_r
     );
     let mut early = Vec::new();
     wait_event(&node_b, B_SHARDS, &is_restored, "Restored on B", &mut early);
+    // A record that is not an envelope: skipped and counted, nothing delivered.
+    write_raw(
+        &brokers,
+        &format!("{prefix}.deliver.b"),
+        b"user-1",
+        b"not an envelope",
+    );
     let a_cfg = RelayConfig {
         outbound_ring: 4,
         ..config(&brokers, &prefix, "a")
@@ -365,7 +372,7 @@ fn messages_cross_nodes_in_per_user_order_on_the_home_shard_and_full_rings_are_r
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(node_b.relay.counters().snapshot().consumed, total);
-    assert_eq!(node_b.relay.counters().snapshot().decode_errors, 0);
+    assert_eq!(node_b.relay.counters().snapshot().decode_errors, 1);
 
     // The events are on their topics.
     for (topic, needle) in [
@@ -375,6 +382,20 @@ fn messages_cross_nodes_in_per_user_order_on_the_home_shard_and_full_rings_are_r
         let found = read_topic(&brokers, &topic, needle);
         assert!(found, "{needle} not found on {topic}");
     }
+}
+
+/// Produces one raw record with a plain producer and waits for its acknowledgement.
+fn write_raw(brokers: &str, topic: &str, key: &[u8], value: &[u8]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::ClientConfig;
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    p.send(BaseRecord::to(topic).key(key).payload(value))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    p.flush(DEADLINE).unwrap();
 }
 
 /// Reads `topic` from the start with a plain consumer until a record contains `needle`.
@@ -471,6 +492,10 @@ fn a_broker_restart_is_reported_lost_then_restored_and_delivery_resumes() {
     }
     let b = node_b.relay.counters().snapshot();
     assert!(b.lost >= 1 && b.restored >= 2, "{b:?}");
+    // A (the sender) went through the same: Lost, then Restored on its shard.
+    let mut a_seen = Vec::new();
+    wait_event(&node_a, 1, &is_lost, "Lost on A", &mut a_seen);
+    wait_event(&node_a, 1, &is_restored, "Restored on A", &mut a_seen);
     // Nothing silent on A: what it did not get acknowledged came back as a failure.
     let a = node_a.relay.counters().snapshot();
     let failed_seen = node_a

@@ -37,6 +37,8 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 const HEALTH_TICK: Duration = Duration::from_millis(200);
 /// Timeout of a metadata probe / topic creation during recovery.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest the executor waits at stop for the pumps to return from librdkafka.
+const STOP_WAIT: Duration = Duration::from_secs(3);
 /// Most destination topic names cached (node ids are few; the cache is cleared past this).
 const MAX_TOPIC_CACHE: usize = 1024;
 /// Most discarded clients waiting to be closed. Closing a librdkafka client whose broker
@@ -99,6 +101,9 @@ pub(crate) struct Bridge {
     pub to_shards: RefCell<Vec<Rc<ConnectedSender<RelayInbound>>>>,
     topics: RefCell<HashMap<String, String>>,
     health: Cell<Health>,
+    /// Pumps still running: at stop the executor waits for them so no blocking call is
+    /// left answering an executor that is gone.
+    pumps: Cell<usize>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -131,6 +136,7 @@ impl Bridge {
             to_shards: RefCell::new(Vec::new()),
             topics: RefCell::new(HashMap::new()),
             health: Cell::new(Health::Starting),
+            pumps: Cell::new(0),
         }
     }
 
@@ -165,6 +171,7 @@ impl Bridge {
             })
             .detach();
         }
+        self.pumps.set(2);
         glommio::spawn_local(self.clone().producer_pump()).detach();
         glommio::spawn_local(self.clone().consumer_pump()).detach();
     }
@@ -259,6 +266,7 @@ impl Bridge {
                 }
             }
         }
+        self.pumps.set(self.pumps.get().saturating_sub(1));
     }
 
     async fn consumer_pump(self: Rc<Self>) {
@@ -276,7 +284,7 @@ impl Bridge {
             if let Some(e) = error {
                 self.signals.flag_lost(format!("consumer error: {e}"));
             }
-            if batch.is_empty() || shards == 0 {
+            if batch.is_empty() || shards == 0 || self.stopping() {
                 continue;
             }
             let mut per: Vec<Vec<Delivery>> = (0..shards).map(|_| Vec::new()).collect();
@@ -304,6 +312,7 @@ impl Bridge {
                 }
             }
         }
+        self.pumps.set(self.pumps.get().saturating_sub(1));
     }
 
     /// Metadata round trip through the producer: is a broker answering?
@@ -466,6 +475,12 @@ impl Bridge {
                     }
                 }
             }
+        }
+        // Let the pumps finish their blocking poll (≤ POLL_WAIT) and exit. A pump stuck on
+        // a full shard ring is abandoned after STOP_WAIT.
+        let deadline = Instant::now() + STOP_WAIT;
+        while self.pumps.get() > 0 && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
         }
     }
 }

@@ -93,7 +93,7 @@ pub struct RelayConfig {
     /// Consumer `session.timeout.ms` (`KAFKA_SESSION_TIMEOUT_MS`); the first group join waits
     /// about half of it.
     pub session_timeout_ms: u64,
-    /// Consumer `fetch.wait.max.ms`.
+    /// Consumer `fetch.wait.max.ms` (`KAFKA_FETCH_WAIT_MS`).
     pub fetch_wait_ms: u64,
     /// Shard → relay ring capacity (produce requests), per shard.
     pub outbound_ring: usize,
@@ -129,7 +129,8 @@ impl Default for RelayConfig {
 
 impl RelayConfig {
     /// Defaults overridden by `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`, `KAFKA_ACKS`,
-    /// `KAFKA_PARTITIONS`, `KAFKA_REPLICATION`, `KAFKA_SESSION_TIMEOUT_MS`.
+    /// `KAFKA_PARTITIONS`, `KAFKA_REPLICATION`, `KAFKA_SESSION_TIMEOUT_MS`,
+    /// `KAFKA_FETCH_WAIT_MS`.
     pub fn from_env(node_id: &str) -> Result<Self, RelayStartError> {
         let mut c = Self {
             node_id: node_id.to_string(),
@@ -155,6 +156,11 @@ impl RelayConfig {
             c.replication = v
                 .parse()
                 .map_err(|_| RelayStartError::Config("KAFKA_REPLICATION must be a number"))?;
+        }
+        if let Some(v) = var("KAFKA_FETCH_WAIT_MS") {
+            c.fetch_wait_ms = v
+                .parse()
+                .map_err(|_| RelayStartError::Config("KAFKA_FETCH_WAIT_MS must be a number"))?;
         }
         if let Some(v) = var("KAFKA_SESSION_TIMEOUT_MS") {
             c.session_timeout_ms = v.parse().map_err(|_| {
