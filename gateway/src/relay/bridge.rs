@@ -94,7 +94,9 @@ pub(crate) struct Bridge {
     pub cfg: RelayConfig,
     pub signals: Arc<Signals>,
     pub slot: Arc<ProducerSlot>,
-    pub consumer: RefCell<Arc<ConsumerClient>>,
+    /// The consumer; `None` while lost: it is dropped on loss and built again only once
+    /// the topics exist again (see `lose`).
+    pub consumer: RefCell<Option<Arc<ConsumerClient>>>,
     pub admin: RefCell<Arc<AdminClient<AdminCtx>>>,
     pub stop: Arc<AtomicBool>,
     pub retire: SyncSender<Retired>,
@@ -129,7 +131,7 @@ impl Bridge {
             cfg,
             signals,
             slot,
-            consumer: RefCell::new(Arc::new(consumer)),
+            consumer: RefCell::new(Some(Arc::new(consumer))),
             admin: RefCell::new(Arc::new(admin)),
             stop,
             retire,
@@ -273,7 +275,10 @@ impl Bridge {
         let shards = self.to_shards.borrow().len();
         let max = self.cfg.consume_batch;
         while !self.stopping() {
-            let c = self.consumer.borrow().clone();
+            let Some(c) = self.consumer.borrow().clone() else {
+                glommio::timer::sleep(POLL_WAIT).await;
+                continue;
+            };
             let (c, batch, error) = glommio::executor()
                 .spawn_blocking(move || {
                     let (batch, error) = kafka::poll_batch(&c, POLL_WAIT, max);
@@ -342,8 +347,34 @@ impl Bridge {
     }
 
     fn release_consumer(&self, c: Arc<ConsumerClient>) {
-        if !Arc::ptr_eq(&c, &self.consumer.borrow()) {
+        let current = matches!(&*self.consumer.borrow(), Some(cur) if Arc::ptr_eq(cur, &c));
+        if !current {
             retire(&self.retire, Box::new(c));
+        }
+    }
+
+    /// Discards the consumer. librdkafka 2.12's fetcher crashes (NULL topic name in
+    /// `rd_kafka_metadata_update_op`) when a broker answers a fetch with a leader hint but
+    /// no topic id, which tansu does for a partition it no longer knows, i.e. right after a
+    /// restart without storage. So a lost relay stops fetching at once and subscribes again
+    /// with a new consumer only after its topics were re-created.
+    fn drop_consumer(&self) {
+        // Bumping the generation first mutes the old consumer's callbacks.
+        self.signals.consumer_gen.fetch_add(1, Ordering::Relaxed);
+        self.signals.assigned.store(0, Ordering::Relaxed);
+        if let Some(old) = self.consumer.borrow_mut().take() {
+            retire(&self.retire, Box::new(old));
+        }
+    }
+
+    fn new_consumer(&self) {
+        match kafka::consumer(&self.cfg, &self.signals) {
+            Ok(c) => {
+                if let Some(old) = self.consumer.borrow_mut().replace(Arc::new(c)) {
+                    retire(&self.retire, Box::new(old));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "relay: consumer rebuild failed"),
         }
     }
 
@@ -352,13 +383,7 @@ impl Bridge {
     fn rebuild(&self, producer_too: bool) {
         RelayCounters::bump(&self.signals.counters.clients_recreated);
         tracing::warn!(producer_too, "relay: rebuilding kafka clients");
-        match kafka::consumer(&self.cfg, &self.signals) {
-            Ok(c) => {
-                let old = std::mem::replace(&mut *self.consumer.borrow_mut(), Arc::new(c));
-                retire(&self.retire, Box::new(old));
-            }
-            Err(e) => tracing::warn!(error = %e, "relay: consumer rebuild failed"),
-        }
+        self.drop_consumer();
         match kafka::admin(&self.cfg) {
             Ok(a) => {
                 let old = std::mem::replace(&mut *self.admin.borrow_mut(), Arc::new(a));
@@ -392,6 +417,7 @@ impl Bridge {
             fresh_producer: false,
         });
         RelayCounters::bump(&self.signals.counters.lost);
+        self.drop_consumer();
         self.broadcast(RelayEvent::Lost { reason }).await;
     }
 
@@ -459,6 +485,17 @@ impl Bridge {
                             tracing::debug!(error = %e, "relay: topics not ready");
                             ready = false;
                         }
+                    }
+                    if ready && self.consumer.borrow().is_none() {
+                        // Topics exist again: subscribe afresh (see `drop_consumer`), and
+                        // give the new member a full `recreate_after` to join.
+                        self.new_consumer();
+                        self.health.set(Health::Lost {
+                            since,
+                            rebuilt: Instant::now(),
+                            fresh_producer: true,
+                        });
+                        continue;
                     }
                     // Anything flagged while we were lost restarts the wait for a clean run.
                     let quiet = self.signals.take_lost().is_none() && flagged.is_none();

@@ -2,7 +2,7 @@
 //! record into [`Signals`]), client construction with the documented settings, and topic
 //! creation.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +43,10 @@ pub(crate) struct Signals {
     pub failures: Mutex<Vec<(u32, ProduceFailure)>>,
     /// The shared counters.
     pub counters: Arc<RelayCounters>,
+    /// Generation of the live producer / consumer: callbacks of a discarded client (still
+    /// closing on the retirement thread) must not raise health signals.
+    pub producer_gen: AtomicU64,
+    pub consumer_gen: AtomicU64,
 }
 
 impl Signals {
@@ -54,6 +58,8 @@ impl Signals {
             assigned: AtomicUsize::new(0),
             failures: Mutex::new(Vec::new()),
             counters,
+            producer_gen: AtomicU64::new(0),
+            consumer_gen: AtomicU64::new(0),
         }
     }
 
@@ -117,6 +123,14 @@ pub(crate) struct Tag {
 #[derive(Debug)]
 pub(crate) struct ProducerCtx {
     pub signals: Arc<Signals>,
+    /// This producer's generation (see [`Signals::producer_gen`]).
+    pub gen: u64,
+}
+
+impl ProducerCtx {
+    fn live(&self) -> bool {
+        self.signals.producer_gen.load(Ordering::Relaxed) == self.gen
+    }
 }
 
 impl ClientContext for ProducerCtx {
@@ -124,7 +138,9 @@ impl ClientContext for ProducerCtx {
         log_to_tracing(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        self.signals.client_error(&error, reason);
+        if self.live() {
+            self.signals.client_error(&error, reason);
+        }
     }
 }
 
@@ -139,7 +155,7 @@ impl ProducerContext for ProducerCtx {
             (Err(_), true) => RelayCounters::bump(&c.events_failed),
             (Err((e, _)), false) => {
                 RelayCounters::bump(&c.produce_failed);
-                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) && self.live() {
                     self.signals.producer_fatal.store(true, Ordering::Relaxed);
                 }
                 let mut f = self
@@ -165,6 +181,14 @@ impl ProducerContext for ProducerCtx {
 #[derive(Debug)]
 pub(crate) struct ConsumerCtx {
     pub signals: Arc<Signals>,
+    /// This consumer's generation (see [`Signals::consumer_gen`]).
+    pub gen: u64,
+}
+
+impl ConsumerCtx {
+    fn live(&self) -> bool {
+        self.signals.consumer_gen.load(Ordering::Relaxed) == self.gen
+    }
 }
 
 impl ClientContext for ConsumerCtx {
@@ -172,12 +196,17 @@ impl ClientContext for ConsumerCtx {
         log_to_tracing(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        self.signals.client_error(&error, reason);
+        if self.live() {
+            self.signals.client_error(&error, reason);
+        }
     }
 }
 
 impl ConsumerContext for ConsumerCtx {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !self.live() {
+            return;
+        }
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "relay consumer assigned");
@@ -238,8 +267,10 @@ pub(crate) fn producer(
         )
         // Records are small JSON-bearing envelopes; compression costs latency for little.
         .set("compression.type", "none");
+    let gen = signals.producer_gen.fetch_add(1, Ordering::Relaxed) + 1;
     c.create_with_context(ProducerCtx {
         signals: signals.clone(),
+        gen,
     })
     .map_err(|e| RelayStartError::Kafka(format!("creating producer: {e}")))
 }
@@ -265,12 +296,14 @@ pub(crate) fn consumer(
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.partition.eof", "false");
+    let gen = signals.consumer_gen.fetch_add(1, Ordering::Relaxed) + 1;
+    signals.assigned.store(0, Ordering::Relaxed);
     let consumer: ConsumerClient = c
         .create_with_context(ConsumerCtx {
             signals: signals.clone(),
+            gen,
         })
         .map_err(|e| RelayStartError::Kafka(format!("creating consumer: {e}")))?;
-    signals.assigned.store(0, Ordering::Relaxed);
     consumer
         .subscribe(&[&cfg.delivery_topic()])
         .map_err(|e| RelayStartError::Kafka(format!("subscribing: {e}")))?;
