@@ -57,11 +57,21 @@
 //! rebalance that revoked the partitions, a fatal producer error — and
 //! [`RelayEvent::Restored`] once a broker answers, the topics exist again and the consumer
 //! holds its partitions again (the first `Restored` also marks the end of start-up). On
-//! `Restored` the node reconciles its connected users against their logs. While lost for
-//! [`RelayConfig::recreate_after`] the relay throws its librdkafka clients away and builds
-//! new ones (a fatal producer error does so at once): librdkafka against a broker that
-//! restarted with no memory of the group or the producer id may otherwise stay stuck.
-//! Discarded clients are closed on a separate thread because closing one can hang.
+//! `Restored` the node reconciles its connected users against their logs.
+//!
+//! Recovery, and the librdkafka hazards it works around (all seen against tansu restarting
+//! with in-memory storage):
+//! - on loss the consumer is discarded at once and a new one subscribes only after the
+//!   topics were re-created: librdkafka 2.12.1 dereferences a NULL topic name (SIGSEGV in
+//!   `rd_kafka_metadata_update_op`) when a fetch answer carries a leader hint without a
+//!   topic id, which is what a restarted broker sends for a partition it no longer knows;
+//! - when a broker answers again the producer is rebuilt: the idempotent producer's id and
+//!   sequence numbers are unknown to the new broker and every record would time out;
+//! - still lost after [`RelayConfig::recreate_after`] → every client is rebuilt (a fatal
+//!   producer error rebuilds the producer at once);
+//! - discarded clients are closed on a separate thread (closing one against a dead broker
+//!   can hang) and their callbacks are muted (a generation number), so a late revoke from
+//!   an old consumer cannot raise a spurious `Lost`.
 //!
 //! # Wiring (what the node calls)
 //! 1. Main thread: `let (relay, plan) = Relay::start(RelayConfig::from_env(node_id)?, shards)?;`
