@@ -99,6 +99,17 @@ pub struct Config {
     pub io_memory_kib: usize,
     /// Log as JSON lines instead of human-readable text.
     pub log_json: bool,
+    /// Base URL of `control` (`http://host:port`). Empty = standalone: no heartbeats, no
+    /// ring, every user served here. See `cluster/`.
+    pub control_url: String,
+    /// Seconds between heartbeats to control (fractions allowed).
+    pub heartbeat_interval_sec: f64,
+    /// This node's capacity weight on the ring, reported in heartbeats.
+    pub node_weight: u32,
+    /// Bearer token for control's write endpoints (the drain request at SIGTERM).
+    pub admin_token: String,
+    /// Bearer token for heartbeats, when control requires one.
+    pub node_token: String,
 }
 
 impl Default for Config {
@@ -135,6 +146,11 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             io_memory_kib: 1024,
             log_json: false,
+            control_url: String::new(),
+            heartbeat_interval_sec: crate::cluster::DEFAULT_HEARTBEAT_INTERVAL_SEC,
+            node_weight: 1,
+            admin_token: String::new(),
+            node_token: String::new(),
         }
     }
 }
@@ -175,6 +191,7 @@ impl Config {
         if self.io_memory_kib < 64 {
             bail!("IO_MEMORY_KIB must be >= 64");
         }
+        crate::cluster::validate(self)?;
         Ok(())
     }
 
@@ -239,6 +256,12 @@ impl Config {
         file.apply(&mut c);
         cli.apply(&mut c);
         // HTTP_PORT sets the port unless --listen itself was given on the command line/env.
+        // CONTROL_URL is an alias of LOAD_BALANCER_URL (clap takes one env name per flag).
+        if cli.control_url.is_none() {
+            if let Some(url) = std::env::var("CONTROL_URL").ok().filter(|u| !u.is_empty()) {
+                c.control_url = url;
+            }
+        }
         let port = cli.http_port.or(file.http_port);
         if let (Some(port), None) = (port, &cli.listen) {
             c.listen.set_port(port);
@@ -363,6 +386,21 @@ pub struct Settings {
     #[arg(long, env = "LOG_JSON")]
     #[serde(default)]
     pub log_json: bool,
+    /// Control URL (http://host:port); joins the cluster. Env alias: CONTROL_URL [default: standalone].
+    #[arg(long = "control", env = "LOAD_BALANCER_URL")]
+    pub control_url: Option<String>,
+    /// Seconds between heartbeats to control, fractions allowed [default: 2].
+    #[arg(long, env = "HEARTBEAT_INTERVAL_SEC")]
+    pub heartbeat_interval_sec: Option<f64>,
+    /// Capacity weight of this node on the ring [default: 1].
+    #[arg(long, env = "NODE_WEIGHT")]
+    pub node_weight: Option<u32>,
+    /// Bearer token for control's write endpoints (drain at SIGTERM).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Bearer token for heartbeats (control's NODE_TOKEN).
+    #[arg(long, env = "NODE_TOKEN", hide_env_values = true)]
+    pub node_token: Option<String>,
 }
 
 impl Settings {
@@ -409,6 +447,11 @@ impl Settings {
         set(&mut c.allowed_origins, &self.allowed_origins);
         set(&mut c.trusted_proxies, &self.trusted_proxies);
         set(&mut c.io_memory_kib, &self.io_memory_kib);
+        set(&mut c.control_url, &self.control_url);
+        set(&mut c.heartbeat_interval_sec, &self.heartbeat_interval_sec);
+        set(&mut c.node_weight, &self.node_weight);
+        set(&mut c.admin_token, &self.admin_token);
+        set(&mut c.node_token, &self.node_token);
     }
 }
 

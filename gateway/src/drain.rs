@@ -1,5 +1,6 @@
 //! Draining the node on SIGTERM (or SIGINT):
 //!
+//! 0. A clustered node first asks control to drain it (`cluster::on_sigterm`).
 //! 1. The main thread sets the node's drain flag ([`Node::start_drain`]): `/readyz` answers
 //!    503 and every new handshake gets 503 + `Retry-After`.
 //! 2. Each shard ([`pace`]) sends every client a `drain` frame (deadline, reason, resume token)
@@ -31,6 +32,7 @@ pub fn wait_and_drain(node: &Node) -> anyhow::Result<i32> {
         .context("installing signal handlers")?;
     let first = signals.forever().next();
     tracing::info!(signal = ?first, "draining");
+    crate::cluster::on_sigterm(node);
     node.start_drain();
     let deadline = Instant::now() + Duration::from_secs(node.config.drain_timeout_sec);
     loop {

@@ -35,10 +35,13 @@
 //! - `session/` — the pure per-shard session core (users, offsets, resume logs, dedup,
 //!   drop-oldest windows, acks); see `LIFECYCLE.md`.
 //! - `metrics/` — metric names (declared once), per-shard counters, Prometheus rendering.
+//! - `cluster/` — membership and placement with `--control`: heartbeats, following the
+//!   ring's versions, redirects of users owned elsewhere, the paced rebalance drain.
 //! - `store/` — the Redis store of a cluster (resume logs, offsets, dedup, acks, sessions),
 //!   driven by bridge threads off the shards.
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod drain;

@@ -51,6 +51,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     // The address on stdout is what scripts and tests wait for.
     println!("listening on {bound}");
     tracing::info!(%bound, shards, node_id = %node.config.node_id, "gateway ready");
+    crate::cluster::start(&node)?;
 
     crate::drain::wait_and_drain(&node)
 }

@@ -2,7 +2,8 @@
 //! answers `/healthz`, `/readyz`, `/metrics`, and upgrades `/ws` (and `/echo` with `--echo`)
 //! after the admission checks, in this order:
 //! draining → 503 · malformed → 400 / wrong version 426 / head too large 431 · rate → 503 ·
-//! Origin → 403 · identity → 401 · per-IP → 429.
+//! Origin → 403 · identity → 401 · owner elsewhere → 101 + `redirect` + 4003 (`cluster/`) ·
+//! per-IP → 429.
 //!
 //! An upgraded `/ws` connection whose user's home is another shard is handed over through the
 //! shard mesh (`conn::handoff`).
@@ -53,6 +54,11 @@ enum Route {
     },
     Echo {
         key: String,
+    },
+    /// Another node owns the user (`cluster/`): 101, `redirect`, close 4003.
+    Redirect {
+        key: String,
+        ws_url: String,
     },
     Ws {
         key: String,
@@ -136,6 +142,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 span,
             )
             .await;
+        }
+        Route::Redirect { key, ws_url } => {
+            crate::cluster::redirect::serve(shard, stream, &key, &ws_url).await;
         }
         Route::Ws {
             key,
@@ -250,6 +259,7 @@ fn route(shard: &Shard, head: &[u8], peer: Option<SocketAddr>) -> Route {
             shard.metrics.publish(&shard.node.published[shard.id]);
             let mut text = String::with_capacity(8 * 1024);
             metrics::render(&shard.node.published, shard.node.is_draining(), &mut text);
+            crate::cluster::render_metrics(&shard.node, &mut text);
             Route::Respond {
                 status: 200,
                 content_type: "text/plain; version=0.0.4",
@@ -340,16 +350,30 @@ fn upgrade_ws(shard: &Shard, req: &Request<'_>, peer: Option<SocketAddr>) -> Rou
         };
     };
     let now_s = unix_ms() / 1000;
-    let user = match (token, user_param) {
+    let (user, token_for_other) = match (token, user_param) {
         (Some(t), _) => match rtc_protocol::token::verify_connect(&node.keys, &t, now_s) {
-            Ok(claims) if claims.node == config.node_id => claims.user,
+            Ok(claims) => {
+                let other = claims.node != config.node_id;
+                (claims.user, other)
+            }
             _ => return unauthorized,
         },
-        (None, Some(u)) if !config.require_token => u.into_owned(),
+        (None, Some(u)) if !config.require_token => (u.into_owned(), false),
         _ => return unauthorized,
     };
     if rtc_protocol::user::validate_user_id(&user).is_err() {
         return unauthorized;
+    }
+    // Placement (`cluster/`): users owned elsewhere under this shard's ring are redirected.
+    match shard.placement.admit(node, &user, token_for_other) {
+        crate::cluster::Admission::Serve => {}
+        crate::cluster::Admission::Redirect(ws_url) => {
+            return Route::Redirect {
+                key: up.key.to_owned(),
+                ws_url,
+            }
+        }
+        crate::cluster::Admission::Refuse => return unauthorized,
     }
     let reconnect = resume.is_some();
     let last_offset = match (resume, last) {

@@ -98,6 +98,12 @@ counters! {
     Close4007 => (names::CLOSES_TOTAL, "code=\"4007\""),
     /// Closed: too many bad frames (4008).
     Close4008 => (names::CLOSES_TOTAL, "code=\"4008\""),
+    /// Closed: not the owner (4003, after a `redirect` frame).
+    Close4003 => (names::CLOSES_TOTAL, "code=\"4003\""),
+    /// Redirected handshakes (closed 4003 after the `redirect` frame).
+    Redirect => (names::REDIRECTS_TOTAL, ""),
+    /// Users drained because a ring change moved them to another node.
+    RebalanceDrain => (names::REBALANCE_DRAINS_TOTAL, ""),
 }
 
 const N_COUNTERS: usize = COUNTER_SERIES.len();
@@ -128,6 +134,14 @@ fn help(family: &str) -> (&'static str, &'static str) {
         names::CLOSES_TOTAL => (
             "counter",
             "Connections closed by the server, by close code.",
+        ),
+        names::REDIRECTS_TOTAL => (
+            "counter",
+            "Handshakes redirected to the user's owner (close 4003).",
+        ),
+        names::REBALANCE_DRAINS_TOTAL => (
+            "counter",
+            "Users drained (4007) because a ring change moved them away.",
         ),
         _ => ("untyped", ""),
     }
@@ -240,6 +254,12 @@ impl Published {
     /// Published value of counter `c`.
     pub fn counter(&self, c: Counter) -> u64 {
         self.counters[c as usize].load(Ordering::Relaxed)
+    }
+
+    /// Published per-bucket counts of the latency histogram (`LATENCY_BUCKETS`, then +Inf),
+    /// not cumulative.
+    pub fn latency_buckets(&self) -> [u64; N_BUCKETS] {
+        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
     }
 
     /// Published value of gauge `g`.

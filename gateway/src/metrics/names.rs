@@ -24,3 +24,11 @@ pub const CLOSES_TOTAL: &str = "rtc_socket_server_closes_total";
 pub const DRAINING: &str = "rtc_socket_draining";
 /// Gauge: shards (executors) of this node.
 pub const SHARDS: &str = "rtc_socket_shards";
+/// Gauge: the ring version this node places users under (0 = no ring: standalone).
+pub const RING_VERSION: &str = "rtc_socket_ring_version";
+/// Counter: heartbeats to control by result (`sent`, `refused`, `failed`).
+pub const HEARTBEATS_TOTAL: &str = "rtc_socket_heartbeats_total";
+/// Counter: handshakes answered `redirect` + 4003 (the user is owned by another node).
+pub const REDIRECTS_TOTAL: &str = "rtc_socket_redirects_total";
+/// Counter: connected users sent `drain` + 4007 because a ring change moved them away.
+pub const REBALANCE_DRAINS_TOTAL: &str = "rtc_socket_rebalance_drains_total";

@@ -151,7 +151,8 @@ impl ProduceRequest {
     /// Encodes `env` for `node`, keyed by `env.dest`.
     pub fn envelope(node: &str, env: &Envelope<'_>, token: u64) -> Result<Self, RelayError> {
         let mut value = Vec::with_capacity(env.encoded_len());
-        env.encode(&mut value)?;
+        env.validate()?;
+        env.encode(&mut value);
         Ok(Self {
             node: node.to_string(),
             key: env.dest.to_string(),

@@ -91,19 +91,25 @@ impl SessionGlue {
 
     /// Queues `drain` on `conn` (before its 4007 close).
     pub fn send_drain(&self, shard: &Shard, conn: &ConnShared) {
-        let Some(user) = &conn.user else { return };
         let deadline = shard
             .node
             .drain_deadline_ms
             .load(std::sync::atomic::Ordering::Acquire);
         let left = deadline.saturating_sub(unix_ms());
+        self.send_drain_with(shard, conn, "shutdown", left);
+    }
+
+    /// Queues `drain {deadlineMs, reason, resumeToken}` on `conn` (shutdown, or a ring change
+    /// that moved its user: `cluster/`).
+    pub fn send_drain_with(&self, shard: &Shard, conn: &ConnShared, reason: &str, left: u64) {
+        let Some(user) = &conn.user else { return };
         let token = resume_token(shard, user);
         let mut pending = conn.pending.borrow_mut();
         encode(
             &self.json,
             &ServerFrame::Drain {
                 deadline_ms: left,
-                reason: "shutdown",
+                reason,
                 resume_token: &token,
             },
             &mut pending,
@@ -265,7 +271,7 @@ fn welcome(shard: &Shard, user: &str, a: &Attach, out: &mut Vec<u8>) {
             resume_token: &token,
             ping_interval_ms: shard.node.config.ping_interval_sec * 1000,
             offset: a.head_offset,
-            ring_version: 0,
+            ring_version: shard.placement.version(),
         },
         out,
     );

@@ -66,6 +66,8 @@ pub struct Node {
     pub started: Instant,
     /// Token keys (connect and resume tokens).
     pub keys: rtc_protocol::token::TokenKeys,
+    /// Cluster membership: control's client, the shards' ring mailboxes (`cluster/`).
+    pub cluster: crate::cluster::Membership,
 }
 
 impl Node {
@@ -90,6 +92,7 @@ impl Node {
             drain_deadline_ms: AtomicU64::new(0),
             live: AtomicUsize::new(0),
             started: Instant::now(),
+            cluster: crate::cluster::Membership::new(&config, shards),
             bound,
             shards,
             keys,
@@ -159,6 +162,8 @@ pub struct Shard {
     pub clock_s: Cell<u32>,
     /// The session core and the glue that drives it.
     pub session: SessionGlue,
+    /// This shard's copy of the ring: admission, redirects, rebalance (`cluster/`).
+    pub placement: crate::cluster::ShardRing,
 }
 
 impl Shard {
@@ -254,6 +259,7 @@ pub async fn run(
         next_conn: Cell::new(1),
         clock_s: Cell::new(0),
         session,
+        placement: crate::cluster::ShardRing::default(),
         node: node.clone(),
     });
     for rx in receivers {
@@ -268,6 +274,7 @@ pub async fn run(
     glommio::spawn_local(publish_loop(shard.clone())).detach();
     glommio::spawn_local(sweep_loop(shard.clone())).detach();
     glommio::spawn_local(crate::drain::pace(shard.clone())).detach();
+    glommio::spawn_local(crate::cluster::placement::run(shard.clone())).detach();
     let _ = ready.send(Ok(()));
     drop(ready);
     tracing::debug!(shard = id, "accepting");

@@ -36,6 +36,12 @@ impl Gateway {
             "RING_SECRET",
             "SHARDS",
             "GATEWAY_CONFIG",
+            "LOAD_BALANCER_URL",
+            "CONTROL_URL",
+            "ADMIN_TOKEN",
+            "NODE_TOKEN",
+            "NODE_ID",
+            "PUBLIC_WS_URL",
         ] {
             cmd.env_remove(var);
         }
@@ -269,6 +275,22 @@ impl Client {
 
     /// Like [`Client::connect`], with an optional small receive buffer (drop-oldest tests).
     pub fn connect_with(url: &str, rcvbuf: Option<usize>) -> Result<Client, ConnectError> {
+        let mut c = Self::open(url, rcvbuf)?;
+        let w = c
+            .recv()
+            .ok_or(ConnectError::Other("closed before welcome".into()))?;
+        if w["type"] != "welcome" {
+            return Err(ConnectError::Other(format!(
+                "first frame is not welcome: {w}"
+            )));
+        }
+        c.welcome = w;
+        Ok(c)
+    }
+
+    /// Upgrades to `url` without reading anything (`welcome` stays `Null`): for answers
+    /// that are not a welcome, such as `redirect`.
+    pub fn open(url: &str, rcvbuf: Option<usize>) -> Result<Client, ConnectError> {
         let rest = url
             .strip_prefix("ws://")
             .ok_or(ConnectError::Other("not ws://".into()))?;
@@ -300,21 +322,11 @@ impl Client {
             }
             Err(e) => return Err(ConnectError::Other(e.to_string())),
         };
-        let mut c = Client {
+        Ok(Client {
             ws,
             welcome: Value::Null,
             last_close: None,
-        };
-        let w = c
-            .recv()
-            .ok_or(ConnectError::Other("closed before welcome".into()))?;
-        if w["type"] != "welcome" {
-            return Err(ConnectError::Other(format!(
-                "first frame is not welcome: {w}"
-            )));
-        }
-        c.welcome = w;
-        Ok(c)
+        })
     }
 
     /// Sends a JSON frame.
@@ -402,4 +414,155 @@ pub fn users_on_different_shards(shards: usize) -> (String, String) {
         }
     }
     panic!("no two users on different shards");
+}
+
+/// The real `control` binary (another crate's binary: `CARGO_BIN_EXE_control` exists only in
+/// control's own tests). `CONTROL_BIN=PATH` names one; otherwise it is built once per test
+/// process with `cargo build -p control` into this test's own target directory and profile
+/// (a no-op when it is fresh; cargo has released the build lock while tests run).
+pub fn control_bin() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CONTROL_BIN") {
+            return PathBuf::from(p);
+        }
+        // The test executable is TARGET/PROFILE/deps/NAME-HASH.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable under TARGET/PROFILE/deps");
+        let target_dir = profile_dir.parent().expect("TARGET dir");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace)
+            .args(["build", "-p", "control", "--bin", "control", "--target-dir"])
+            .arg(target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build -p control");
+        assert!(
+            status.success(),
+            "cargo build -p control failed: {status:?}"
+        );
+        let bin = profile_dir.join("control");
+        assert!(bin.exists(), "no control binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A running `control serve` on a free loopback port, killed on drop.
+pub struct Control {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+impl Control {
+    /// Starts `control serve --listen 127.0.0.1:PORT` (in-memory) with `env`, and waits until
+    /// `/healthz` answers.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut cmd = Command::new(control_bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .env("RUST_LOG", "warn");
+        for var in [
+            "REDIS_URL",
+            "RING_SECRET",
+            "RING_SECRET_PREVIOUS",
+            "CONNECT_API_KEYS",
+            "ADMIN_TOKEN",
+            "NODE_TOKEN",
+            "HTTP_PORT",
+            "HTTP_HOST",
+            "CONTROL_URL",
+            "CONTROL_LISTEN",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn control");
+        let c = Control {
+            child: Some(child),
+            url: format!("http://{addr}"),
+            addr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect(addr).is_ok() && c.request("GET", "/healthz", "").0 == 200 {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "control did not start on {addr}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `METHOD path` with a JSON body (may be empty); (status, body text).
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: control\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (status, text) = raw_request(self.addr, req.as_bytes());
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        (status, body)
+    }
+
+    /// `GET path` as JSON (panics on a non-200 answer).
+    pub fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.request("GET", path, "");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// The current ring, as the gateway reads it.
+    pub fn ring(&self) -> rtc_ring::Ring {
+        let (status, body) = self.request("GET", "/v1/ring", "");
+        assert_eq!(status, 200, "{body}");
+        rtc_ring::Ring::from_json(&body).expect("ring snapshot")
+    }
+
+    /// Polls `GET path` until `pred` holds for its JSON (panics after `within`).
+    pub fn until(&self, path: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.get_json(path);
+            if pred(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "GET {path} never matched: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
