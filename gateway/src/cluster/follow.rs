@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use rtc_ring::Ring;
 
+use super::client::ControlClient;
 use crate::shard::Node;
 
 /// Seconds control may hold a long-poll (control caps it at its `MAX_LONG_POLL_SEC`).
@@ -80,25 +81,16 @@ pub fn run(node: &Arc<Node>) {
     let Some(control) = node.cluster.control.clone() else {
         return;
     };
-    let mut gate = VersionGate::default();
     let mut backoff = MIN_BACKOFF;
     let mut warned = false;
     loop {
-        let path = match gate.applied() {
-            Some(v) if !gate.confirming() => {
-                format!("/v1/ring?since={v}&wait={LONG_POLL_WAIT_SEC}")
-            }
+        let (applied, confirming) = node.cluster.gate_state();
+        let path = match applied {
+            Some(v) if !confirming => format!("/v1/ring?since={v}&wait={LONG_POLL_WAIT_SEC}"),
             _ => "/v1/ring".to_owned(),
         };
         let timeout = Duration::from_secs(LONG_POLL_WAIT_SEC) + LONG_POLL_SLACK;
-        let ring = control
-            .get(&path, timeout)
-            .map_err(|e| e.to_string())
-            .and_then(|body| {
-                let text = std::str::from_utf8(&body).map_err(|e| e.to_string())?;
-                Ring::from_json(text).map_err(|e| e.to_string())
-            });
-        let ring = match ring {
+        let ring = match fetch(&control, &path, timeout) {
             Ok(r) => r,
             Err(e) => {
                 if !warned {
@@ -115,28 +107,17 @@ pub fn run(node: &Arc<Node>) {
             warned = false;
         }
         backoff = MIN_BACKOFF;
-        match gate.offer(ring.version()) {
-            Verdict::Apply => {
-                let owner_here = ring.node(&node.config.node_id).map(|n| n.state);
-                tracing::info!(
-                    version = ring.version(),
-                    nodes = ring.nodes().len(),
-                    this_node = ?owner_here,
-                    "ring applied"
-                );
-                node.cluster.publish(&ring);
-            }
-            Verdict::Skip => {}
-            Verdict::Confirm => {
-                tracing::warn!(
-                    offered = ring.version(),
-                    applied = ?gate.applied(),
-                    "control offers an older ring version; applying it only if repeated"
-                );
-                std::thread::sleep(CONFIRM_DELAY);
-            }
+        if node.cluster.offer(ring, &node.config.node_id) == Verdict::Confirm {
+            std::thread::sleep(CONFIRM_DELAY);
         }
     }
+}
+
+/// `GET path` → a ring snapshot.
+pub fn fetch(control: &ControlClient, path: &str, timeout: Duration) -> Result<Ring, String> {
+    let body = control.get(path, timeout).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(&body).map_err(|e| e.to_string())?;
+    Ring::from_json(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

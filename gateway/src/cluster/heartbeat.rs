@@ -12,6 +12,9 @@ use super::client::ClientError;
 use crate::metrics::{Counter, Gauge, LATENCY_BUCKETS};
 use crate::shard::{unix_ms, Node};
 
+/// Heartbeat answers in a row naming another ring version before the heartbeat thread
+/// fetches the ring itself.
+const DISAGREE_BEATS: u32 = 2;
 /// Longest a heartbeat request may take (it must not delay the next one much).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -29,6 +32,8 @@ pub fn run(node: &Arc<Node>) {
     let mut follower_started = false;
     let mut next = Instant::now();
     let mut warned = false;
+    // Consecutive heartbeat answers whose ring version differs from the applied one.
+    let mut disagree = 0u32;
     loop {
         let hb = sampler.sample(node);
         let body = match serde_json::to_vec(&hb) {
@@ -44,6 +49,21 @@ pub fn run(node: &Arc<Node>) {
             Ok(answer) => match serde_json::from_slice::<HeartbeatResponse>(&answer) {
                 Ok(r) if r.accepted => {
                     m.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+                    disagree = match m.gate_state().0 {
+                        Some(v) if v != r.ring_version => disagree + 1,
+                        _ => 0,
+                    };
+                    if disagree >= DISAGREE_BEATS {
+                        // The follower normally applies a change within a round trip; two
+                        // beats without it mean it is stuck (e.g. long-polling for a version
+                        // a restarted control will not reach soon): fetch here.
+                        match super::follow::fetch(&control, "/v1/ring", REQUEST_TIMEOUT) {
+                            Ok(ring) => {
+                                m.offer(ring, &node.config.node_id);
+                            }
+                            Err(e) => tracing::debug!(error = %e, "ring fetch after heartbeat"),
+                        }
+                    }
                     if warned {
                         tracing::info!("heartbeats reach control again");
                         warned = false;

@@ -13,7 +13,10 @@
 //!   [`Mailbox`] (each shard gets its own copy). A shard looks at its mailbox every
 //!   [`placement::RING_CHECK_INTERVAL`] — one atomic load — and swaps its ring whole; nothing
 //!   on the message path takes a lock. An older version is applied only when control repeats
-//!   it (a control that lost its state and started counting again).
+//!   it (a control that lost its state and started counting again). The heartbeat answer
+//!   carries control's version: when two answers in a row disagree with the applied one
+//!   (a long-poll still waiting on a restarted control, say), the heartbeat thread fetches
+//!   the ring itself and offers it to the same rule.
 //! - **Placement.** A new handshake for a user whose `ring.owner(user)` is another node is
 //!   upgraded, sent `redirect {wsUrl}` (the owner's URL with a fresh connect token when
 //!   `RING_SECRET` is set, else `?userId=`) and closed 4003. A connect token naming another
@@ -133,6 +136,9 @@ pub struct Membership {
     pub heartbeats_refused: AtomicU64,
     /// Heartbeats that did not reach control (connect, timeout, 5xx).
     pub heartbeats_failed: AtomicU64,
+    /// The version rule, shared by the follower and the heartbeat thread's safety net (two
+    /// threads off the shards; never touched on the message path).
+    gate: Mutex<follow::VersionGate>,
 }
 
 impl Membership {
@@ -148,12 +154,45 @@ impl Membership {
             heartbeats_sent: AtomicU64::new(0),
             heartbeats_refused: AtomicU64::new(0),
             heartbeats_failed: AtomicU64::new(0),
+            gate: Mutex::new(follow::VersionGate::default()),
         }
     }
 
     /// Whether this node is part of a cluster.
     pub fn clustered(&self) -> bool {
         self.control.is_some()
+    }
+
+    /// The applied version and whether an older one waits for confirmation.
+    pub fn gate_state(&self) -> (Option<u64>, bool) {
+        let g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        (g.applied(), g.confirming())
+    }
+
+    /// Judges a snapshot fetched from control by the version rule ([`follow::VersionGate`])
+    /// and hands it to the shards when it is to be applied.
+    pub fn offer(&self, ring: Ring, node_id: &str) -> follow::Verdict {
+        // Held while publishing so two fetchers cannot publish out of order.
+        let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        let verdict = gate.offer(ring.version());
+        match verdict {
+            follow::Verdict::Apply => {
+                tracing::info!(
+                    version = ring.version(),
+                    nodes = ring.nodes().len(),
+                    this_node = ?ring.node(node_id).map(|n| n.state),
+                    "ring applied"
+                );
+                self.publish(&ring);
+            }
+            follow::Verdict::Skip => {}
+            follow::Verdict::Confirm => tracing::warn!(
+                offered = ring.version(),
+                applied = ?gate.applied(),
+                "control offers an older ring version; applying it only if repeated"
+            ),
+        }
+        verdict
     }
 
     /// Hands `ring` to every shard (each its own copy) and records its version.

@@ -474,7 +474,21 @@ impl Control {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        Self::start_on(([127, 0, 0, 1], port).into(), env)
+    }
+
+    /// Kills this control (`kill -9`: all its in-memory state is lost) and starts a fresh
+    /// one on the same address.
+    pub fn restart(&mut self, env: &[(&str, &str)]) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        *self = Self::start_on(self.addr, env);
+    }
+
+    /// Starts `control serve` on `addr`.
+    pub fn start_on(addr: SocketAddr, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(control_bin());
         cmd.arg("serve")
             .arg("--listen")
