@@ -323,9 +323,18 @@ fn users_given_back_stop_being_drained() {
 
 #[test]
 fn sigterm_asks_control_to_drain_the_node() {
-    let control = Control::start(&[]);
-    let mut a = node(&control, "node-a", &[("DRAIN_TIMEOUT_SEC", "5")]);
-    let b = node(&control, "node-b", &[]);
+    // With control's admin and node tokens: heartbeats and the drain request carry them.
+    let tokens = [
+        ("ADMIN_TOKEN", "admin-secret"),
+        ("NODE_TOKEN", "node-secret"),
+    ];
+    let control = Control::start(&tokens);
+    let mut a = node(
+        &control,
+        "node-a",
+        &[tokens[0], tokens[1], ("DRAIN_TIMEOUT_SEC", "5")],
+    );
+    let b = node(&control, "node-b", &tokens);
     joined(&control, &[("node-a", &a), ("node-b", &b)]);
     a.sigterm();
     let nodes = control.until("/v1/nodes", SETTLE, |v| {
@@ -339,6 +348,14 @@ fn sigterm_asks_control_to_drain_the_node() {
     assert!(placed["wsUrl"]
         .as_str()
         .is_some_and(|u| u.starts_with(&b.url("/ws"))));
+    // Without the node token, control refuses heartbeats; the node counts them.
+    let c = node(&control, "node-c", &[]);
+    let text = c.metrics_until(|t| metric_sum(t, "rtc_socket_heartbeats_total", "refused") >= 2.0);
+    assert!(metric_sum(&text, "rtc_socket_heartbeats_total", "refused") >= 2.0);
+    assert_eq!(
+        metric_sum(&text, "rtc_socket_heartbeats_total", "sent"),
+        0.0
+    );
 }
 
 #[test]
