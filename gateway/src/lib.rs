@@ -16,6 +16,9 @@
 //!   connection has a `conn` span (id, user, shard, peer) at DEBUG: an enabled span stays in
 //!   the subscriber's registry for the connection's life (~600 B measured per idle
 //!   connection), so at the default INFO level connections do not pay for it.
+//! - Cluster: `--control http://HOST:PORT` (`LOAD_BALANCER_URL`, alias `CONTROL_URL`) joins
+//!   control's ring by heartbeat (`HEARTBEAT_INTERVAL_SEC`, `NODE_WEIGHT`); the node then serves
+//!   only the users it owns and redirects the others (`cluster/`, `LIFECYCLE.md`).
 //! - Measurements: `examples/idle_rss.rs` (user-space RSS per idle connection) and
 //!   `examples/echo_cpu.rs` (server CPU per 100k echo round trips).
 //!

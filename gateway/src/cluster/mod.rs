@@ -24,10 +24,14 @@
 //! - **Rebalance.** When a new ring moves connected users away, the shard keeps serving them
 //!   while it drains them, paced at its share of `DRAIN_RATE`: `drain {reason: "rebalance",
 //!   resumeToken}` then close 4007; they reconnect through control to their new owner. Users
-//!   a later ring gives back are no longer drained. See `LIFECYCLE.md`.
+//!   a later ring gives back are no longer drained. A ring without this node (an operator
+//!   removed it) moves every user away. See `LIFECYCLE.md`.
 //! - **SIGTERM.** A clustered node first asks control to drain it
 //!   (`POST /v1/nodes/{id}/drain`, `ADMIN_TOKEN` as bearer) so placement stops sending users
 //!   here, then drains as a standalone node does (`drain.rs`).
+//!
+//! Not here: cross-node delivery (`relay/`) and the Redis store (`store/`) read the same
+//! ownership but are wired separately.
 //!
 //! # Layout
 //! - this file — [`Membership`] (the node-wide part: per-shard mailboxes, the applied

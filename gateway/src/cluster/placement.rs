@@ -203,6 +203,79 @@ fn drain_moved(shard: &Shard, id: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use rtc_ring::{Diff, Node as RingNode};
+
+    fn node(id: &str, secret: &str) -> Node {
+        let config = Config {
+            node_id: id.into(),
+            ring_secret: secret.into(),
+            ..Config::default()
+        };
+        Node::new(config, ([127, 0, 0, 1], 9000).into(), 1)
+    }
+
+    fn two_nodes() -> Ring {
+        Ring::new(rtc_ring::DEFAULT_VNODES_PER_WEIGHT)
+            .apply_all(&[
+                Diff::AddNode(RingNode::new("a", 1, "ws://a:1/ws")),
+                Diff::AddNode(RingNode::new("b", 1, "ws://b:2/ws")),
+            ])
+            .expect("ring")
+    }
+
+    fn user_of(ring: &Ring, id: &str) -> String {
+        (0..10_000)
+            .map(|i| format!("u{i}"))
+            .find(|u| ring.owner(u).is_some_and(|n| n.id == id))
+            .expect("a user")
+    }
+
+    #[test]
+    fn without_a_ring_everyone_is_served_but_foreign_tokens() {
+        let n = node("a", "");
+        let r = ShardRing::default();
+        assert_eq!(r.version(), 0);
+        assert_eq!(r.admit(&n, "anyone", false), Admission::Serve);
+        assert_eq!(r.admit(&n, "anyone", true), Admission::Refuse);
+    }
+
+    #[test]
+    fn owned_users_are_served_others_redirected() {
+        let ring = two_nodes();
+        let (mine, theirs) = (user_of(&ring, "a"), user_of(&ring, "b"));
+        let n = node("a", "");
+        let r = ShardRing::default();
+        *r.ring.borrow_mut() = Some(ring.clone());
+        assert_eq!(r.version(), ring.version());
+        assert_eq!(r.admit(&n, &mine, false), Admission::Serve);
+        // A token for another node, for a user this ring gives us: served.
+        assert_eq!(r.admit(&n, &mine, true), Admission::Serve);
+        assert_eq!(
+            r.admit(&n, &theirs, false),
+            Admission::Redirect(format!("ws://b:2/ws?userId={theirs}"))
+        );
+    }
+
+    #[test]
+    fn redirect_carries_a_connect_token_for_the_owner() {
+        let secret = "placement-test-secret-0123456789";
+        let ring = two_nodes();
+        let theirs = user_of(&ring, "b");
+        let n = node("a", secret);
+        let r = ShardRing::default();
+        *r.ring.borrow_mut() = Some(ring.clone());
+        let Admission::Redirect(url) = r.admit(&n, &theirs, false) else {
+            panic!("expected a redirect");
+        };
+        let token = url.strip_prefix("ws://b:2/ws?token=").expect("token query");
+        let keys = rtc_protocol::token::TokenKeys::new(secret.as_bytes(), None);
+        let claims = rtc_protocol::token::verify_connect(&keys, token, unix_ms() / 1000)
+            .expect("the owner can verify it");
+        assert_eq!(claims.node, "b");
+        assert_eq!(claims.user, theirs);
+        assert_eq!(claims.ring_version, ring.version());
+    }
 
     #[test]
     fn query_is_appended() {
