@@ -30,8 +30,8 @@
 //!   (`POST /v1/nodes/{id}/drain`, `ADMIN_TOKEN` as bearer) so placement stops sending users
 //!   here, then drains as a standalone node does (`drain.rs`).
 //!
-//! Not here: cross-node delivery (`relay/`) and the Redis store (`store/`) read the same
-//! ownership but are wired separately.
+//! Not here: wiring cross-node delivery (`relay/`) and the Redis store (`store/`) into the
+//! message path; they can read the same per-shard ring through [`ShardRing::with_ring`].
 //!
 //! # Layout
 //! - this file — [`Membership`] (the node-wide part: per-shard mailboxes, the applied

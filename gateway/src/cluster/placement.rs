@@ -54,6 +54,12 @@ impl ShardRing {
         self.ring.borrow().as_ref().map_or(0, Ring::version)
     }
 
+    /// Runs `f` with the ring this shard holds (`None`: standalone, or none received yet) —
+    /// e.g. to route a message by `ring.owner(user)`.
+    pub fn with_ring<R>(&self, f: impl FnOnce(Option<&Ring>) -> R) -> R {
+        f(self.ring.borrow().as_ref())
+    }
+
     /// Connections still to be drained for the last ring change.
     pub fn moving(&self) -> usize {
         self.moving.borrow().len()
