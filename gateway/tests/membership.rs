@@ -295,7 +295,16 @@ fn users_given_back_stop_being_drained() {
     let (status, _) = control.request("POST", "/v1/nodes/node-a/drain", "");
     assert_eq!(status, 200);
     applied(&control, &a);
-    // Give the ring back at once.
+    // The paced drain has begun…
+    let deadline = Instant::now() + SETTLE;
+    while *drained.lock().expect("lock") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no drain after the ring moved the users"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // …when the next ring gives the users back.
     let (status, _) = control.request("POST", "/v1/nodes/node-a/activate", "");
     assert_eq!(status, 200);
     applied(&control, &a);
