@@ -82,7 +82,17 @@ fn nodes_join_by_heartbeat_with_live_figures_and_follow_ring_changes() {
     let b = node(&control, "node-b", &[]);
     joined(&control, &[("node-a", &a), ("node-b", &b)]);
     let ring = control.ring();
-    let user = &users_of(&ring, "node-a", 1, "j")[0];
+    // A user node-a owns before and after the weight change made below.
+    let after = ring
+        .apply(&rtc_ring::Diff::SetWeight {
+            id: "node-b".into(),
+            weight: 3,
+        })
+        .expect("weight change");
+    let user = &users_of(&ring, "node-a", 200, "j")
+        .into_iter()
+        .find(|u| after.owner(u).is_some_and(|n| n.id == "node-a"))
+        .expect("a user that stays");
     let mut c = Client::connect(&a.url(&format!("/ws?userId={user}"))).expect("connect");
     assert_eq!(c.welcome["nodeId"], "node-a");
     assert_eq!(c.welcome["ringVersion"].as_u64(), Some(ring.version()));

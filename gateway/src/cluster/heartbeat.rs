@@ -182,7 +182,7 @@ impl Sampler {
             public_ws_url: node.public_url.clone(),
             weight: node.config.node_weight,
             version: HEARTBEAT_VERSION,
-            ring_version: node.cluster.ring_version.load(Ordering::Acquire),
+            ring_version: node.cluster.serving_version(),
             draining: node.is_draining(),
         }
     }

@@ -34,8 +34,8 @@
 //! message path; they can read the same per-shard ring through [`ShardRing::with_ring`].
 //!
 //! # Layout
-//! - this file — [`Membership`] (the node-wide part: per-shard mailboxes, the applied
-//!   version, heartbeat counters), [`start`], [`on_sigterm`], [`render_metrics`].
+//! - this file — [`Membership`] (the node-wide part: per-shard mailboxes, the version each
+//!   shard serves under, the version gate, heartbeat counters), [`start`], [`on_sigterm`], [`render_metrics`].
 //! - `client.rs` — the small blocking HTTP/1.1 client for control's JSON API.
 //! - `heartbeat.rs` — the heartbeat thread and the figures it reports ([`heartbeat::Sampler`]).
 //! - `follow.rs` — the ring long-poll thread and its version rule ([`follow::VersionGate`]).
@@ -132,8 +132,8 @@ pub struct Membership {
     pub control: Option<ControlClient>,
     /// One mailbox per shard, index = shard id.
     pub mailboxes: Vec<Mailbox>,
-    /// The version the follower last handed to the shards (0 = none yet).
-    pub ring_version: AtomicU64,
+    /// The version each shard has swapped in, index = shard id (0 = none yet).
+    pub shard_versions: Vec<AtomicU64>,
     /// Heartbeats control accepted.
     pub heartbeats_sent: AtomicU64,
     /// Heartbeats control refused (`accepted: false`, or a 4xx).
@@ -154,7 +154,7 @@ impl Membership {
         Self {
             control,
             mailboxes: (0..shards).map(|_| Mailbox::default()).collect(),
-            ring_version: AtomicU64::new(0),
+            shard_versions: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             heartbeats_sent: AtomicU64::new(0),
             heartbeats_refused: AtomicU64::new(0),
             heartbeats_failed: AtomicU64::new(0),
@@ -165,6 +165,16 @@ impl Membership {
     /// Whether this node is part of a cluster.
     pub fn clustered(&self) -> bool {
         self.control.is_some()
+    }
+
+    /// The ring version the node serves under: the one every shard has swapped in (the
+    /// lowest shard version while a swap is under way).
+    pub fn serving_version(&self) -> u64 {
+        self.shard_versions
+            .iter()
+            .map(|v| v.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
     }
 
     /// The applied version and whether an older one waits for confirmation.
@@ -199,12 +209,11 @@ impl Membership {
         verdict
     }
 
-    /// Hands `ring` to every shard (each its own copy) and records its version.
+    /// Hands `ring` to every shard (each its own copy; they record the version they swap in).
     pub fn publish(&self, ring: &Ring) {
         for m in &self.mailboxes {
             m.deliver(ring.clone());
         }
-        self.ring_version.store(ring.version(), Ordering::Release);
     }
 }
 
@@ -243,9 +252,9 @@ pub fn render_metrics(node: &Node, out: &mut String) {
     let m = &node.cluster;
     let _ = writeln!(
         out,
-        "# HELP {0} Ring version this node places users under (0 = none).\n# TYPE {0} gauge\n{0} {1}",
+        "# HELP {0} Ring version every shard of this node places users under (0 = none).\n# TYPE {0} gauge\n{0} {1}",
         names::RING_VERSION,
-        m.ring_version.load(Ordering::Acquire)
+        m.serving_version()
     );
     let _ = writeln!(
         out,

@@ -176,6 +176,9 @@ fn swap(shard: &Shard, ring: Ring) {
         "ring swapped"
     );
     *shard.placement.moving.borrow_mut() = moving.into();
+    if let Some(v) = shard.node.cluster.shard_versions.get(shard.id) {
+        v.store(ring.version(), std::sync::atomic::Ordering::Release);
+    }
     *shard.placement.ring.borrow_mut() = Some(ring);
 }
 
