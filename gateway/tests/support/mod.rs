@@ -440,7 +440,15 @@ pub fn control_bin() -> std::path::PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(workspace)
-            .args(["build", "-p", "control", "--bin", "control", "--target-dir"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "control",
+                "--bin",
+                "control",
+                "--target-dir",
+            ])
             .arg(target_dir);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
