@@ -30,9 +30,13 @@
 //!   with its admission checks (rate, Origin, identity, per-IP).
 //! - `conn/` — one upgraded connection: the read/write future and the hand-off to the home
 //!   shard.
+//! - `relay/` — cross-node delivery over Kafka: per-shard bounded rings to a relay thread,
+//!   delivery topics per node, health events, control/analytics events.
 //! - `session/` — the pure per-shard session core (users, offsets, resume logs, dedup,
 //!   drop-oldest windows, acks); see `LIFECYCLE.md`.
 //! - `metrics/` — metric names (declared once), per-shard counters, Prometheus rendering.
+//! - `store/` — the Redis store of a cluster (resume logs, offsets, dedup, acks, sessions),
+//!   driven by bridge threads off the shards.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -41,5 +45,7 @@ pub mod drain;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod relay;
 pub mod session;
 pub mod shard;
+pub mod store;
