@@ -72,6 +72,9 @@ enum Route {
 /// Serves one accepted TCP connection until it is answered or upgraded.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let peer = stream.peer_addr().ok();
+    // Frames are small and batched by the connection's write loop already: Nagle would only
+    // hold a reply back until the peer's delayed ACK (tens of ms).
+    let _ = stream.set_nodelay(true);
     let mut head = Vec::new();
     let timeout = Duration::from_millis(shard.node.config.header_timeout_ms);
     let read = glommio::timer::timeout(timeout, async {

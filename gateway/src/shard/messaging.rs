@@ -171,6 +171,7 @@ fn run_events(shard: &Shard) {
 
 /// A handed-off connection arrived on its home shard.
 pub fn adopt(shard: &Rc<Shard>, h: Handoff) {
+    tracing::debug!(shard = shard.id, user = %h.user, "adopting handed-off connection");
     let stream = handoff::adopt_stream(h.fd);
     attach(
         shard,
