@@ -7,10 +7,11 @@
 //! target/release/examples/dm_cpu 1000 200000 2    # users, messages, shards
 //! ```
 //!
-//! Known issue (open): with connections handed off between shards this run can stall — a
-//! client waits for frames the gateway never produces (socket queues empty on both sides);
-//! each read has a 10 s timeout that names the waiting peer. With `--shards 1` (no
-//! hand-off) it completes.
+//! Each client thread counts frames per round; its ring predecessor runs on another thread
+//! and may already be a round ahead, so frames of the next round that arrive early are
+//! carried over (counting them into the current round and dropping the surplus made this
+//! run stall, waiting for frames the gateway had already delivered). Each read has a 10 s
+//! timeout that names the waiting peer; the gateway is killed on every exit path.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -46,6 +47,11 @@ struct Peer {
     to: String,
     buf: Vec<u8>,
     seq: u64,
+    /// Frames of the next round that arrived while this one was still being read (the
+    /// predecessor in the ring runs on another thread and may be a round ahead): they count
+    /// toward the next round instead of being lost.
+    early_messages: usize,
+    early_sents: usize,
 }
 
 fn connect(addr: SocketAddr, user: &str) -> std::io::Result<TcpStream> {
@@ -68,7 +74,13 @@ fn connect(addr: SocketAddr, user: &str) -> std::io::Result<TcpStream> {
 
 /// Reads frames until `messages` deliveries and `sents` answers were seen (welcome etc.
 /// are skipped).
-fn read_until(p: &mut Peer, mut messages: usize, mut sents: usize) -> std::io::Result<()> {
+fn read_until(p: &mut Peer, messages: usize, sents: usize) -> std::io::Result<()> {
+    let taken = p.early_messages.min(messages);
+    p.early_messages -= taken;
+    let mut messages = messages - taken;
+    let taken = p.early_sents.min(sents);
+    p.early_sents -= taken;
+    let mut sents = sents - taken;
     let mut chunk = [0u8; 16 * 1024];
     loop {
         // Parse complete frames in the buffer.
@@ -89,9 +101,17 @@ fn read_until(p: &mut Peer, mut messages: usize, mut sents: usize) -> std::io::R
             }
             let payload = &p.buf[pos + hl..pos + hl + len];
             if payload.starts_with(br#"{"type":"message""#) {
-                messages = messages.saturating_sub(1);
+                if messages == 0 {
+                    p.early_messages += 1;
+                } else {
+                    messages -= 1;
+                }
             } else if payload.starts_with(br#"{"type":"sent""#) {
-                sents = sents.saturating_sub(1);
+                if sents == 0 {
+                    p.early_sents += 1;
+                } else {
+                    sents -= 1;
+                }
             }
             pos += hl + len;
         }
@@ -159,6 +179,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     BufReader::new(child.stdout.take().ok_or("stdout")?).read_line(&mut line)?;
     let addr: SocketAddr = line.trim().trim_start_matches("listening on ").parse()?;
     let pid = child.id();
+    // Kill the gateway however this ends (a failed round panics its client thread).
+    let child = KillOnDrop(child);
     let mut groups: Vec<Vec<Peer>> = (0..CLIENT_THREADS).map(|_| Vec::new()).collect();
     for i in 0..n {
         let s = connect(addr, &format!("dm{i}"))?;
@@ -167,6 +189,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             to: format!("dm{}", (i + 1) % n),
             buf: Vec::new(),
             seq: 0,
+            early_messages: 0,
+            early_sents: 0,
         });
     }
     let rounds = total.div_ceil(n * IN_FLIGHT);
@@ -196,7 +220,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         msgs as f64 / wall
     );
     drop(groups);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     Ok(())
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
