@@ -1,0 +1,132 @@
+//! Opening a connection the way a real client does: placement (control or `?userId=`),
+//! the upgrade, then the `welcome` frame; with resume parameters on a reconnect.
+
+use std::time::{Duration, Instant};
+
+use rtc_protocol::frames::OwnedServerFrame;
+
+use super::Worker;
+use crate::client::conn::{Conn, ConnError, Dial, Event};
+use crate::client::frames;
+use crate::client::resolve;
+use crate::stats::histogram;
+
+/// What the `welcome` frame told us.
+#[derive(Debug, Clone, Default)]
+pub struct Welcome {
+    /// Token to present on the next connect to resume.
+    pub resume_token: String,
+    /// Last offset the server assigned to this user.
+    pub offset: u64,
+    /// How often the server expects traffic (ms).
+    pub ping_interval_ms: u64,
+}
+
+/// Connects user `index` (global), waits for `welcome`, counts and times it.
+/// `resume` = (token, last offset seen) for a reconnect.
+pub async fn connect_user(
+    w: &Worker,
+    index: u64,
+    resume: Option<(&str, u64)>,
+) -> Result<(Conn, Welcome), ConnError> {
+    let started = Instant::now();
+    w.count(|c| c.connect_attempts += 1);
+    let timeout = Duration::from_secs_f64(w.spec.args.connect_timeout.max(0.001));
+    let r = tokio::time::timeout(timeout, open_user(w, index, resume)).await;
+    let r = r.unwrap_or(Err(ConnError::Timeout("connect")));
+    match &r {
+        Ok(_) => ready(w, started),
+        Err(e) => w.error(&e.kind()),
+    }
+    r
+}
+
+async fn open_user(
+    w: &Worker,
+    index: u64,
+    resume: Option<(&str, u64)>,
+) -> Result<(Conn, Welcome), ConnError> {
+    let user = w.user_id(index);
+    let mut url = if w.via_control {
+        let addr = w.resolve(&w.url)?;
+        resolve::place(&w.url, addr, &user).await?.dial_url()?
+    } else {
+        w.url.with_query("userId", &user)
+    };
+    if let Some((token, last)) = resume {
+        url = url
+            .with_query("resume", token)
+            .with_query("lastOffset", &last.to_string());
+    }
+    let mut conn = dial(w, index, &url).await?;
+    let mut welcome = None;
+    while welcome.is_none() {
+        conn.read(|ev, _| {
+            let Event::Text(t) = ev else { return Ok(()) };
+            match frames::parse(t) {
+                Some(OwnedServerFrame::Welcome {
+                    resume_token,
+                    offset,
+                    ping_interval_ms,
+                    ..
+                }) => {
+                    welcome = Some(Welcome {
+                        resume_token,
+                        offset,
+                        ping_interval_ms,
+                    });
+                    Ok(())
+                }
+                Some(OwnedServerFrame::Error { code, .. }) => {
+                    Err(ConnError::Unexpected(format!("error {}", code.as_str())))
+                }
+                Some(OwnedServerFrame::Redirect { .. }) => {
+                    Err(ConnError::Unexpected("redirect".into()))
+                }
+                // Anything before the welcome (a replay after it, in some servers) is not ours
+                // to interpret here.
+                _ => Ok(()),
+            }
+        })
+        .await?;
+    }
+    let welcome = welcome.unwrap_or_default();
+    Ok((conn, welcome))
+}
+
+/// Connects connection `index` to the URL as given (no user, no welcome): the echo path.
+pub async fn connect_plain(w: &Worker, index: u64) -> Result<Conn, ConnError> {
+    let started = Instant::now();
+    w.count(|c| c.connect_attempts += 1);
+    let timeout = Duration::from_secs_f64(w.spec.args.connect_timeout.max(0.001));
+    let r = tokio::time::timeout(timeout, dial(w, index, &w.url))
+        .await
+        .unwrap_or(Err(ConnError::Timeout("connect")));
+    match &r {
+        Ok(_) => ready(w, started),
+        Err(e) => w.error(&e.kind()),
+    }
+    r
+}
+
+async fn dial(w: &Worker, index: u64, url: &crate::client::url::Url) -> Result<Conn, ConnError> {
+    let addr = w.resolve(url)?;
+    let host = url.authority();
+    Conn::open(Dial {
+        addr,
+        source: w.source_for(index),
+        host: &host,
+        path_and_query: &url.path_and_query,
+        seed: index ^ (w.now_us() << 20),
+    })
+    .await
+}
+
+fn ready(w: &Worker, started: Instant) {
+    let us = started.elapsed().as_micros() as u64;
+    let mut f = w.figures.borrow_mut();
+    histogram::record(&mut f.handshake, us);
+    f.counters.connects += 1;
+    drop(f);
+    w.conn_up();
+}
