@@ -240,7 +240,12 @@ impl Conn {
             let mut pending = std::mem::take(&mut self.pending);
             let used = decode_all(&mut pending, &mut self.writer, &mut on)?;
             pending.drain(..used);
-            self.pending = pending;
+            // Keep no allocation once the buffered frames are consumed.
+            self.pending = if pending.is_empty() {
+                Vec::new()
+            } else {
+                pending
+            };
             if used > 0 {
                 // Those frames may be all the server sends for now: hand them over before
                 // waiting for more.
@@ -342,11 +347,22 @@ impl Conn {
     }
 
     /// Sends a close frame (1000) and shuts the socket down; errors are ignored (we are leaving).
-    pub async fn close(mut self) {
+    /// (Boxed so its state is not part of every idle connection's task.)
+    pub async fn close(self) {
+        Box::pin(self.close_inner()).await;
+    }
+
+    async fn close_inner(mut self) {
         self.writer.close(1000);
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
     }
+}
+
+/// Allocates the worker-wide read buffer now (so memory figures taken before the first
+/// connection include it).
+pub fn init_scratch() {
+    SCRATCH.with(|s| s.borrow().len());
 }
 
 /// Decodes every complete frame at the start of `buf` (unmasked server frames; `buf` is

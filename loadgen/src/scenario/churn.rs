@@ -22,6 +22,8 @@ pub async fn user(w: Rc<Worker>, local: u64) {
     loop {
         let next_due = sched.as_ref().and_then(Schedule::next_due);
         tokio::select! {
+            // Stop first: nothing is sent after the drain decided everything has arrived.
+            biased;
             _ = w.stopped() => break,
             p = w.phase(), if phase.is_none() => {
                 phase = Some(p);

@@ -18,6 +18,8 @@ pub async fn user(w: Rc<Worker>, local: u64) {
     let Ok(mut conn) = conn else { return };
     let outcome = loop {
         tokio::select! {
+            // Stop first: nothing is sent after the drain decided everything has arrived.
+            biased;
             _ = w.stopped() => break Ok(()),
             r = conn.read(|_, _| Ok(())) => if let Err(e) = r { break Err(e) },
         }

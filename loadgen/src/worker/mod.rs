@@ -260,6 +260,7 @@ pub fn main() -> anyhow::Result<()> {
 async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
     let w = Rc::new(Worker::new(spec)?);
     // Touch the scratch buffer now so it is part of the "before" memory figure.
+    crate::client::conn::init_scratch();
     let rss_before = process::self_rss_bytes();
     let rss_at = Rc::new(Cell::new((0u64, 0u64)));
     let ticker = tokio::task::spawn_local(ticks(w.clone()));

@@ -24,7 +24,19 @@ pub struct Welcome {
 
 /// Connects user `index` (global), waits for `welcome`, counts and times it.
 /// `resume` = (token, last offset seen) for a reconnect.
+///
+/// The connect's state (request, response head, URL strings: a few KiB) lives in its own
+/// heap allocation, freed when the connect completes: an async fn's state is sized for its
+/// largest await point, and it would otherwise stay inside every idle user's task.
 pub async fn connect_user(
+    w: &Worker,
+    index: u64,
+    resume: Option<(&str, u64)>,
+) -> Result<(Conn, Welcome), ConnError> {
+    Box::pin(connect_user_inner(w, index, resume)).await
+}
+
+async fn connect_user_inner(
     w: &Worker,
     index: u64,
     resume: Option<(&str, u64)>,
@@ -95,7 +107,12 @@ async fn open_user(
 }
 
 /// Connects connection `index` to the URL as given (no user, no welcome): the echo path.
+/// Boxed like [`connect_user`].
 pub async fn connect_plain(w: &Worker, index: u64) -> Result<Conn, ConnError> {
+    Box::pin(connect_plain_inner(w, index)).await
+}
+
+async fn connect_plain_inner(w: &Worker, index: u64) -> Result<Conn, ConnError> {
     let started = Instant::now();
     w.count(|c| c.connect_attempts += 1);
     let timeout = Duration::from_secs_f64(w.spec.args.connect_timeout.max(0.001));
