@@ -1,1 +1,4 @@
-fn main() { eprintln!("gateway: not built yet on this branch"); std::process::exit(2) }
+fn main() {
+    eprintln!("gateway: not built yet on this branch");
+    std::process::exit(2)
+}
