@@ -10,8 +10,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use rtc_protocol::http;
 use rtc_protocol::ws::{
     decode_frame, encode_close_masked, encode_frame_masked, parse_close_payload, Decoded, OpCode,
     Role, WsError,
@@ -43,9 +42,12 @@ pub enum ConnError {
     /// The server answered the upgrade with another status.
     #[error("HTTP status {0}")]
     Status(u16),
-    /// The upgrade response was malformed.
+    /// The upgrade response was malformed (or its accept key wrong).
     #[error("bad handshake: {0}")]
-    Handshake(&'static str),
+    Handshake(http::HttpError),
+    /// Something loadgen needs before dialing failed (name resolution, control's answer).
+    #[error("setup: {0}")]
+    Setup(&'static str),
     /// A socket read or write failed.
     #[error("io: {0}")]
     Io(#[from] io::Error),
@@ -83,6 +85,7 @@ impl ConnError {
             },
             ConnError::Status(s) => format!("http_{s}"),
             ConnError::Handshake(_) => "handshake".into(),
+            ConnError::Setup(_) => "setup".into(),
             ConnError::Io(e) => match e.kind() {
                 io::ErrorKind::ConnectionReset => "reset".into(),
                 io::ErrorKind::BrokenPipe => "broken_pipe".into(),
@@ -193,13 +196,13 @@ impl Conn {
         }
         let mut stream = socket.connect(d.addr).await.map_err(ConnError::Connect)?;
         stream.set_nodelay(true)?;
-        let key = STANDARD.encode(splitmix(d.seed).to_le_bytes().repeat(2));
-        let req = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            d.path_and_query, d.host
-        );
-        stream.write_all(req.as_bytes()).await?;
+        let mut random = [0u8; 16];
+        random[..8].copy_from_slice(&splitmix(d.seed).to_le_bytes());
+        random[8..].copy_from_slice(&splitmix(d.seed ^ 0x5555).to_le_bytes());
+        let key = http::ws_key_from_random(random);
+        let mut req = Vec::with_capacity(256);
+        http::write_upgrade_request(d.host, d.path_and_query, &key, None, &mut req);
+        stream.write_all(&req).await?;
         let mut head = Vec::with_capacity(1024);
         let end = loop {
             let mut chunk = [0u8; 1024];
@@ -208,14 +211,21 @@ impl Conn {
                 return Err(ConnError::Eof);
             }
             head.extend_from_slice(&chunk[..n]);
-            if let Some(i) = find_head_end(&head) {
-                break i;
-            }
-            if head.len() > MAX_RESPONSE_HEAD {
-                return Err(ConnError::Handshake("response head too large"));
+            match http::parse_response(&head) {
+                Ok(http::Parsed::Complete(r)) => {
+                    r.check_upgrade(&key).map_err(|e| match e {
+                        http::HttpError::UnexpectedStatus(s) => ConnError::Status(s),
+                        other => ConnError::Handshake(other),
+                    })?;
+                    break r.head_len;
+                }
+                Ok(http::Parsed::Incomplete) if head.len() <= MAX_RESPONSE_HEAD => {}
+                Ok(http::Parsed::Incomplete) => {
+                    return Err(ConnError::Handshake(http::HttpError::HeadTooLarge))
+                }
+                Err(e) => return Err(ConnError::Handshake(e)),
             }
         };
-        check_upgrade_response(&head[..end])?;
         let pending = head[end..].to_vec();
         Ok(Conn {
             stream,
@@ -404,34 +414,6 @@ where
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-fn check_upgrade_response(head: &[u8]) -> Result<(), ConnError> {
-    let text =
-        std::str::from_utf8(head).map_err(|_| ConnError::Handshake("response is not UTF-8"))?;
-    let status_line = text.lines().next().unwrap_or("");
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or(ConnError::Handshake("no status line"))?;
-    if status != 101 {
-        return Err(ConnError::Status(status));
-    }
-    let has = |name: &str| {
-        text.lines().any(|l| {
-            l.split_once(':')
-                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-        })
-    };
-    if !has("sec-websocket-accept") {
-        return Err(ConnError::Handshake("no Sec-WebSocket-Accept"));
-    }
-    Ok(())
-}
-
 /// SplitMix64: spreads a counter into well-mixed bits (handshake keys, masks, jitter).
 pub fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -478,18 +460,5 @@ mod tests {
         let r = decode_all(&mut buf, &mut w, &mut |_, _| Ok(()));
         assert!(matches!(r, Err(ConnError::Closed(Some(4005)))));
         assert_eq!(ConnError::Closed(Some(4005)).kind(), "close_4005");
-    }
-
-    #[test]
-    fn upgrade_response_checks() {
-        assert!(check_upgrade_response(
-            b"HTTP/1.1 101 Switching\r\nSec-WebSocket-Accept: x\r\n\r\n"
-        )
-        .is_ok());
-        assert!(matches!(
-            check_upgrade_response(b"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\n\r\n"),
-            Err(ConnError::Status(503))
-        ));
-        assert!(check_upgrade_response(b"garbage").is_err());
     }
 }

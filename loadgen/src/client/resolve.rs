@@ -30,7 +30,7 @@ impl Placement {
     /// The URL to dial: `wsUrl` with `token=` added unless it carries one already.
     pub fn dial_url(&self) -> Result<Url, ConnError> {
         let u = Url::parse(&self.ws_url, "ws")
-            .map_err(|_| ConnError::Handshake("bad wsUrl from control"))?;
+            .map_err(|_| ConnError::Setup("bad wsUrl from control"))?;
         Ok(if u.has_query_key("token") {
             u
         } else {
@@ -66,21 +66,21 @@ pub async fn place(control: &Url, addr: SocketAddr, user: &str) -> Result<Placem
             break;
         }
         if body.len() + n > MAX_CONTROL_RESPONSE {
-            return Err(ConnError::Handshake("control response too large"));
+            return Err(ConnError::Setup("control response too large"));
         }
         body.extend_from_slice(&chunk[..n]);
     }
     let end = body
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or(ConnError::Handshake("control: no response head"))?;
+        .ok_or(ConnError::Setup("control: no response head"))?;
     let head =
-        std::str::from_utf8(&body[..end]).map_err(|_| ConnError::Handshake("control: bad head"))?;
+        std::str::from_utf8(&body[..end]).map_err(|_| ConnError::Setup("control: bad head"))?;
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or(ConnError::Handshake("control: no status"))?;
+        .ok_or(ConnError::Setup("control: no status"))?;
     if status != 200 {
         return Err(ConnError::Status(status));
     }
@@ -93,11 +93,11 @@ pub async fn place(control: &Url, addr: SocketAddr, user: &str) -> Result<Placem
         let nl = json
             .windows(2)
             .position(|w| w == b"\r\n")
-            .ok_or(ConnError::Handshake("control: bad chunk"))?;
+            .ok_or(ConnError::Setup("control: bad chunk"))?;
         json = &json[nl + 2..];
         if let Some(e) = json.windows(2).position(|w| w == b"\r\n") {
             json = &json[..e];
         }
     }
-    serde_json::from_slice(json).map_err(|_| ConnError::Handshake("control: bad placement JSON"))
+    serde_json::from_slice(json).map_err(|_| ConnError::Setup("control: bad placement JSON"))
 }

@@ -163,9 +163,7 @@ impl Worker {
             .to_socket_addrs()
             .ok()
             .and_then(|mut it| it.next())
-            .ok_or(crate::client::conn::ConnError::Handshake(
-                "cannot resolve host",
-            ))?;
+            .ok_or(crate::client::conn::ConnError::Setup("cannot resolve host"))?;
         let mut m = self.addrs.borrow_mut();
         if m.len() < MAX_RESOLVED_ADDRS {
             m.insert(key, addr);
