@@ -201,3 +201,32 @@ fn html_report_is_self_contained_with_plots_and_compare_reads_reports() {
         let _ = std::fs::remove_file(p);
     }
 }
+
+#[test]
+fn users_can_be_placed_through_control() {
+    let server = baseline();
+    let (control, served) = support::fake_control(server.addr);
+    let r = run_json(
+        "direct",
+        &[
+            "--control",
+            &control,
+            "--users",
+            "10",
+            "--rate",
+            "50",
+            "--duration",
+            "1",
+            "--verify",
+        ],
+        None,
+    );
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::Relaxed),
+        10,
+        "one placement per user"
+    );
+    assert_eq!(fig(&r, "connect.peak_connected"), 10.0);
+    assert_eq!(fig(&r, "msg.delivered"), fig(&r, "msg.sent"));
+    assert_eq!(fig(&r, "verify.lost"), 0.0);
+}

@@ -9,7 +9,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use rtc_protocol::client::{AckBatcher, Inbox, Receipt};
+use rtc_protocol::client::{AckBatcher, Inbox, Receipt, MAX_MISSING_RANGES};
 use rtc_protocol::frames::OwnedServerFrame;
 
 use super::Schedule;
@@ -17,6 +17,11 @@ use crate::client::conn::{ConnError, Event, Writer};
 use crate::client::frames::{self, Stamp};
 use crate::stats::histogram;
 use crate::worker::{connect_user, Phase, Worker};
+
+/// Message ids each user's inbox remembers for duplicate detection. Every delivery carries an
+/// offset, which catches replays on its own; the id window only backs it up, so a small one
+/// keeps a simulated user's memory small (the protocol default preallocates for 1,024).
+const INBOX_RECENT_IDS: usize = 128;
 
 /// Per-user receive state.
 struct Receiver {
@@ -35,7 +40,7 @@ pub async fn user(w: Rc<Worker>, local: u64) {
         return;
     };
     let mut rx = Receiver {
-        inbox: Inbox::new(welcome.offset),
+        inbox: Inbox::with_limits(welcome.offset, MAX_MISSING_RANGES, INBOX_RECENT_IDS),
         acks: AckBatcher::default(),
     };
     let to = w.user_id(partner);

@@ -189,3 +189,39 @@ pub fn fig(report: &serde_json::Value, name: &str) -> f64 {
         .as_f64()
         .unwrap_or_else(|| panic!("no figure {name} in {}", report["figures"]))
 }
+
+/// A stand-in for control's placement API on a free port: `GET /v1/connect?userId=U` answers
+/// `{wsUrl: ws://<ws>/ws?userId=U, token, ringVersion}` (the shape of
+/// `protocol::control::ConnectResponse`). Returns its base URL and the number of placements
+/// it served so far.
+pub fn fake_control(ws: SocketAddr) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read as _, Write as _};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind control");
+    let addr = listener.local_addr().expect("addr");
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let user = req
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.strip_prefix("/v1/connect?userId="))
+                .unwrap_or("")
+                .to_owned();
+            let body = format!(
+                r#"{{"wsUrl":"ws://{ws}/ws?userId={user}","token":"t-{user}","ringVersion":7}}"#
+            );
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes());
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    (format!("http://{addr}"), served)
+}
