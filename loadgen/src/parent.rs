@@ -72,7 +72,24 @@ struct SecondAgg {
     connected: u64,
     delta: Counters,
     errors: ErrorCounts,
-    latency: Histogram<u64>,
+    /// Merged latencies of the second until it is printed; then only its p99 is kept (a
+    /// full-resolution histogram is a few hundred KiB: one per second of a long run would add
+    /// up). Ticks arriving after that still count in the whole-run histogram.
+    latency: Option<Histogram<u64>>,
+    /// p99 of the second, µs (set when it is printed).
+    p99_us: Option<u64>,
+}
+
+impl SecondAgg {
+    fn finish(&mut self) {
+        if let Some(h) = self.latency.take() {
+            self.p99_us = Some(if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(0.99)
+            });
+        }
+    }
 }
 
 /// Kills the workers if the parent leaves early.
@@ -169,6 +186,10 @@ pub fn run(kind: ScenarioKind, args: RunArgs) -> anyhow::Result<RunReport> {
             if !complete {
                 break;
             }
+            let Some(agg) = seconds.get_mut(&sec) else {
+                break;
+            };
+            agg.finish();
             if !args.quiet {
                 progress_line(sec, agg);
             }
@@ -222,24 +243,23 @@ fn add_tick(seconds: &mut BTreeMap<u64, SecondAgg>, t: &Tick) -> anyhow::Result<
         connected: 0,
         delta: Counters::default(),
         errors: ErrorCounts::default(),
-        latency: histogram::new_latency(),
+        latency: Some(histogram::new_latency()),
+        p99_us: None,
     });
     agg.reported += 1;
     agg.connected += t.connected;
     agg.delta.add(&t.delta);
     agg.errors.add(&t.errors);
-    histogram::merge_into(&mut agg.latency, &t.latency)?;
+    if let Some(h) = agg.latency.as_mut() {
+        histogram::merge_into(h, &t.latency)?;
+    }
     Ok(())
 }
 
 fn progress_line(sec: u64, a: &SecondAgg) {
-    let p99 = if a.latency.is_empty() {
-        "-".to_owned()
-    } else {
-        format!(
-            "{:.2} ms",
-            a.latency.value_at_quantile(0.99) as f64 / 1000.0
-        )
+    let p99 = match a.p99_us {
+        Some(us) if a.delta.delivered > 0 => format!("{:.2} ms", us as f64 / 1000.0),
+        _ => "-".to_owned(),
     };
     eprintln!(
         "[{sec:>4}s] conns {:>8} (+{:<6}) sent/s {:>8} delivered/s {:>8} p99 {:>10} errors {}",
@@ -335,11 +355,15 @@ fn build_report(
             sent: a.delta.sent,
             delivered: a.delta.delivered,
             errors: a.errors.total(),
-            p99_us: if a.latency.is_empty() {
-                0
-            } else {
-                a.latency.value_at_quantile(0.99)
-            },
+            p99_us: a.p99_us.unwrap_or_else(|| {
+                a.latency.as_ref().map_or(0, |h| {
+                    if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(0.99)
+                    }
+                })
+            }),
         })
         .collect();
     let m = measure_secs.max(1e-9);

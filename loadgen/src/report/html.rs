@@ -21,7 +21,7 @@ pub fn render(r: &RunReport) -> anyhow::Result<String> {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title><style>\
          body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} td:first-child{{text-align:left}}\
-         .plots svg{{display:block;margin:1em 0}}</style></head><body>\n<h1>{t}</h1>\n",
+         .plots svg{{display:block;margin:1em 0}} code{{word-break:break-all}}</style></head><body>\n<h1>{t}</h1>\n",
         t = esc(&title)
     );
     let m = &r.machine;
