@@ -144,7 +144,8 @@ impl HttpError {
 
 /// Whether a comma-separated header value contains `token` (case-insensitive).
 fn has_token(value: &str, token: &str) -> bool {
-    value
-        .split(',')
-        .any(|t| t.trim_matches([' ', '\t']).eq_ignore_ascii_case(token))
+    value.split(',').any(|t| {
+        t.trim_matches(|c| c == ' ' || c == '\t')
+            .eq_ignore_ascii_case(token)
+    })
 }

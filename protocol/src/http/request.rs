@@ -112,24 +112,28 @@ pub fn parse_request_with<'a>(
                 Ok(())
             }
         };
-        if name.eq_ignore_ascii_case("host") {
-            once(&mut req.host)?;
-        } else if name.eq_ignore_ascii_case("upgrade") {
-            req.upgrade.get_or_insert(value);
-            req.upgrade_websocket |= has_token(value, "websocket");
-        } else if name.eq_ignore_ascii_case("connection") {
-            req.connection_upgrade |= has_token(value, "upgrade");
-            req.connection_close |= has_token(value, "close");
-        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
-            once(&mut req.ws_key)?;
-        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
-            once(&mut req.ws_version)?;
-        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-            req.ws_protocol.get_or_insert(value);
-        } else if name.eq_ignore_ascii_case("origin") {
-            once(&mut req.origin)?;
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            req.x_forwarded_for.get_or_insert(value);
+        // The names we keep all differ in length: one comparison per header line.
+        let is = |known: &str| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            4 if is("host") => once(&mut req.host)?,
+            7 if is("upgrade") => {
+                req.upgrade.get_or_insert(value);
+                req.upgrade_websocket |= has_token(value, "websocket");
+            }
+            10 if is("connection") => {
+                req.connection_upgrade |= has_token(value, "upgrade");
+                req.connection_close |= has_token(value, "close");
+            }
+            17 if is("sec-websocket-key") => once(&mut req.ws_key)?,
+            21 if is("sec-websocket-version") => once(&mut req.ws_version)?,
+            22 if is("sec-websocket-protocol") => {
+                req.ws_protocol.get_or_insert(value);
+            }
+            6 if is("origin") => once(&mut req.origin)?,
+            15 if is("x-forwarded-for") => {
+                req.x_forwarded_for.get_or_insert(value);
+            }
+            _ => {}
         }
     }
     if http_minor == 1 && req.host.is_none() {

@@ -98,7 +98,7 @@ enum Source {
     Control,
 }
 
-/// Per-connection WebSocket receive state (see the module docs). About 130 bytes and no
+/// Per-connection WebSocket receive state (see the module docs). 112 bytes on x86-64 and no
 /// heap while no message is half-received.
 #[derive(Debug)]
 pub struct MessageAssembler {
@@ -731,13 +731,18 @@ mod tests {
             cuts in proptest::collection::vec(0usize..4000, 0..12),
             mask in any::<[u8; 4]>(),
             ping_inside in any::<bool>(),
+            client in any::<bool>(),
         ) {
+            // Server side receives masked frames; client side (loadgen) unmasked ones.
+            let encode = |op: OpCode, fin: bool, p: &[u8], out: &mut Vec<u8>| {
+                if client { encode_frame(op, fin, p, out) } else { encode_frame_masked(op, fin, p, mask, out) }
+            };
             let mut bytes = Vec::new();
             let mut expect = Vec::new();
             for it in &items {
                 match it {
                     Item::Ping(p) => {
-                        encode_frame_masked(OpCode::Ping, true, p, mask, &mut bytes);
+                        encode(OpCode::Ping, true, p, &mut bytes);
                         expect.push(Owned::Ping(p.clone()));
                     }
                     Item::Data(text, parts) => {
@@ -751,9 +756,9 @@ mod tests {
                             let op = if i == 0 {
                                 if *text { OpCode::Text } else { OpCode::Binary }
                             } else { OpCode::Continuation };
-                            encode_frame_masked(op, i + 1 == parts.len(), &all[at..end], mask, &mut bytes);
+                            encode(op, i + 1 == parts.len(), &all[at..end], &mut bytes);
                             if ping_inside && i + 1 < parts.len() {
-                                encode_frame_masked(OpCode::Pong, true, b"k", mask, &mut bytes);
+                                encode(OpCode::Pong, true, b"k", &mut bytes);
                                 expect.push(Owned::Pong(b"k".to_vec()));
                             }
                             at = end;
@@ -766,7 +771,8 @@ mod tests {
                     }
                 }
             }
-            let mut asm = server();
+            let role = if client { Role::Client } else { Role::Server };
+            let mut asm = MessageAssembler::new(role, Limits::default());
             prop_assert_eq!(run(&mut asm, &bytes, &cuts), Ok(expect));
             prop_assert!(asm.is_idle());
             prop_assert_eq!(asm.heap_bytes(), 0);

@@ -312,6 +312,20 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32),
+                                client in proptest::prelude::any::<bool>()) {
+            let role = if client { Role::Client } else { Role::Server };
+            if let Ok(Decoded::Frame(h)) = decode_frame(&bytes, role) {
+                proptest::prop_assert!(h.header_len as u64 + h.payload_len <= bytes.len() as u64);
+            }
+            if let Ok(Decoded::Incomplete { needed }) = decode_header(&bytes, role) {
+                proptest::prop_assert!(needed >= 1 && bytes.len() + needed <= MAX_HEADER_LEN);
+            }
+        }
+    }
+
     #[test]
     fn opcode_round_trip() {
         for op in [
