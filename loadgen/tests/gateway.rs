@@ -1,4 +1,4 @@
-//! The same smoke runs against the real gateway binary (`cargo build -p gateway`). When the
+//! The same smoke runs (and churn with resume tokens) against the real gateway binary (`cargo build -p gateway`). When the
 //! gateway has no working binary yet (a placeholder that exits), the test says so on stderr
 //! and returns without asserting anything about the gateway.
 
@@ -53,6 +53,28 @@ fn connect_direct_verify_and_echo_against_the_gateway() {
     assert_eq!(fig(&r, "verify.lost"), 0.0);
     assert_eq!(fig(&r, "verify.duplicated"), 0.0);
     assert_eq!(fig(&r, "verify.out_of_order"), 0.0);
+
+    let r = run_json(
+        "churn",
+        &[
+            "--url",
+            &ws,
+            "--users",
+            "20",
+            "--rate",
+            "40",
+            "--duration",
+            "2",
+        ],
+        None,
+    );
+    assert!(fig(&r, "churn.reconnects") >= 40.0);
+    assert_eq!(
+        fig(&r, "churn.resumes"),
+        fig(&r, "churn.reconnects"),
+        "every reconnect resumes"
+    );
+    assert_eq!(fig(&r, "errors.total"), 0.0, "resume accepted");
 
     let echo = format!("ws://{}/echo", gw.addr);
     let r = run_json(

@@ -155,7 +155,8 @@ impl RunReport {
                 put_pct(&mut f, "msg.ack_latency", &self.messages.ack_latency_us);
             }
         }
-        if c.resumes > 0 {
+        if c.reconnects > 0 {
+            f.insert("churn.reconnects".into(), c.reconnects as f64);
             f.insert("churn.resumes".into(), c.resumes as f64);
         }
         if let Some(v) = &self.verify {

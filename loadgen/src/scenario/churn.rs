@@ -1,13 +1,15 @@
 //! `churn`: every user reconnects periodically, `--rate` reconnects/s in total, presenting
 //! the resume token and last offset from its previous `welcome` — the reconnect storm a
 //! node restart or a network blip causes. Figures: reconnect (handshake) latency, resumes,
-//! errors by kind (e.g. `close_4004` resume failed, `http_503` handshake shed).
+//! errors by kind (e.g. `close_4004` resume failed, `http_503` handshake shed). A failed
+//! resume falls back to a fresh connect; failures back off like a real client
+//! ([`reconnect`]).
 
 use std::rc::Rc;
 use std::time::Instant;
 
 use super::Schedule;
-use crate::worker::{connect_user, Phase, Worker};
+use crate::worker::{connect_user, reconnect, Phase, Worker};
 
 /// One user: connect, then at each scheduled moment drop the connection and resume.
 pub async fn user(w: Rc<Worker>, local: u64) {
@@ -40,23 +42,19 @@ pub async fn user(w: Rc<Worker>, local: u64) {
                 w.count(|c| c.pings_answered += conn.writer.pongs);
                 conn.close().await;
                 w.conn_down();
-                w.count(|c| c.resumes += 1);
-                match connect_user(&w, index, Some((&welcome.resume_token, welcome.offset))).await {
-                    Ok((c, wel)) => { conn = c; welcome = wel; }
-                    Err(_) => {
-                        // Counted by connect_user; a fresh connect (no resume) is the real
-                        // client's fallback.
-                        match connect_user(&w, index, None).await {
-                            Ok((c, wel)) => { conn = c; welcome = wel; }
-                            Err(_) => return,
-                        }
-                    }
+                match reconnect(&w, index, Some((&welcome.resume_token, welcome.offset))).await {
+                    Some((c, wel)) => { conn = c; welcome = wel; }
+                    None => return,
                 }
             }
             r = conn.read(|_, _| Ok(())) => if let Err(e) = r {
+                // Lost without our asking: reconnect the way a client would.
                 w.error(&e.kind());
                 w.conn_down();
-                return;
+                match reconnect(&w, index, Some((&welcome.resume_token, welcome.offset))).await {
+                    Some((c, wel)) => { conn = c; welcome = wel; }
+                    None => return,
+                }
             },
         }
     }

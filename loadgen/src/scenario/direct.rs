@@ -4,7 +4,8 @@
 //! Each message carries the sender's sequence number (also its `clientMsgId`) and its
 //! scheduled send time; the receiver records `now - scheduled` as the end-to-end latency, the
 //! sender records `sent` ack time - scheduled as the ack latency. Deliveries go through the
-//! protocol's client [`Inbox`] (duplicates by offset/msgId dropped) and [`AckBatcher`].
+//! protocol's client [`Inbox`] (duplicates by offset/msgId dropped) and [`AckBatcher`]. A
+//! lost connection is reconnected with resume (token + last contiguous offset) and backoff.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use super::Schedule;
 use crate::client::conn::{ConnError, Event, Writer};
 use crate::client::frames::{self, Stamp};
 use crate::stats::histogram;
-use crate::worker::{connect_user, Phase, Worker};
+use crate::worker::{connect_user, reconnect, Phase, Worker};
 
 /// Message ids each user's inbox remembers for duplicate detection. Every delivery carries an
 /// offset, which catches replays on its own; the id window only backs it up, so a small one
@@ -36,7 +37,7 @@ pub async fn user(w: Rc<Worker>, local: u64) {
     let has_partner = partner < w.spec.total_users;
     let conn = connect_user(&w, index, None).await;
     super::settled(&w);
-    let Ok((mut conn, welcome)) = conn else {
+    let Ok((mut conn, mut welcome)) = conn else {
         return;
     };
     let mut rx = Receiver {
@@ -47,54 +48,69 @@ pub async fn user(w: Rc<Worker>, local: u64) {
     let mut sched: Option<Schedule> = None;
     let mut phase: Option<Phase> = None;
     let mut frame = Vec::new();
-    let outcome: Result<(), ConnError> = loop {
-        let next_due = sched.as_ref().and_then(Schedule::next_due);
-        tokio::select! {
-            // Stop first: nothing is sent after the drain decided everything has arrived.
-            biased;
-            _ = w.stopped() => break Ok(()),
-            p = w.phase(), if phase.is_none() => {
-                phase = Some(p);
-                let senders = (w.spec.total_users & !1).max(1);
-                let rate = w.spec.args.rate / senders as f64;
-                let slot = index as f64 / senders as f64;
-                sched = if has_partner { Schedule::new(p.start, p.end, rate, slot) } else { None };
-            }
-            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now).into()), if next_due.is_some() => {
-                if let Some(s) = sched.as_mut() {
-                    let mut n = 0;
-                    for (seq, due) in s.take_due(Instant::now()) {
-                        frame.clear();
-                        frames::encode_direct(&to, Stamp { seq, t: w.us_of(due) }, w.spec.args.payload, &mut frame);
-                        conn.writer.text(&frame);
-                        n += 1;
-                    }
-                    w.count(|c| c.sent += n);
+    loop {
+        let outcome: Result<(), ConnError> = loop {
+            let next_due = sched.as_ref().and_then(Schedule::next_due);
+            tokio::select! {
+                // Stop first: nothing is sent after the drain decided everything has arrived.
+                biased;
+                _ = w.stopped() => break Ok(()),
+                p = w.phase(), if phase.is_none() => {
+                    phase = Some(p);
+                    let senders = (w.spec.total_users & !1).max(1);
+                    let rate = w.spec.args.rate / senders as f64;
+                    let slot = index as f64 / senders as f64;
+                    sched = if has_partner { Schedule::new(p.start, p.end, rate, slot) } else { None };
                 }
-                if let Err(e) = conn.try_flush() { break Err(e) }
+                _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now).into()), if next_due.is_some() => {
+                    if let Some(s) = sched.as_mut() {
+                        let mut n = 0;
+                        for (seq, due) in s.take_due(Instant::now()) {
+                            frame.clear();
+                            frames::encode_direct(&to, Stamp { seq, t: w.us_of(due) }, w.spec.args.payload, &mut frame);
+                            conn.writer.text(&frame);
+                            n += 1;
+                        }
+                        w.count(|c| c.sent += n);
+                    }
+                    if let Err(e) = conn.try_flush() { break Err(e) }
+                }
+                r = conn.read(|ev, wr| on_event(&w, local, sched.as_ref(), &mut rx, ev, wr)) => {
+                    if let Err(e) = r { break Err(e) }
+                }
             }
-            r = conn.read(|ev, wr| on_event(&w, local, sched.as_ref(), &mut rx, ev, wr)) => {
-                if let Err(e) = r { break Err(e) }
+        };
+        match outcome {
+            Ok(()) => break,
+            Err(e) => {
+                // Lost: count it, then reconnect like a client, resuming after the last offset
+                // we hold; the inbox drops whatever the replay repeats.
+                w.error(&e.kind());
+                w.count(|c| c.pings_answered += conn.writer.pongs);
+                w.conn_down();
+                let last = rx.inbox.last_contiguous();
+                match reconnect(&w, index, Some((&welcome.resume_token, last))).await {
+                    Some((c, wel)) => {
+                        conn = c;
+                        welcome = wel;
+                    }
+                    None => return,
+                }
             }
         }
-    };
+    }
     if let Some(s) = sched {
         // Messages that were due but never written (the socket would not take them).
         let unsent = conn.writer.backlog() as u64 / (w.spec.args.payload as u64).max(1);
         w.count(|c| c.send_backlog += unsent.min(s.next));
     }
     w.count(|c| c.pings_answered += conn.writer.pongs);
-    match outcome {
-        Ok(()) => {
-            if let Some(ack) = rx.acks.flush(&rx.inbox) {
-                frame.clear();
-                ack.encode(&mut frame);
-                conn.writer.text(&frame);
-            }
-            conn.close().await;
-        }
-        Err(e) => w.error(&e.kind()),
+    if let Some(ack) = rx.acks.flush(&rx.inbox) {
+        frame.clear();
+        ack.encode(&mut frame);
+        conn.writer.text(&frame);
     }
+    conn.close().await;
     w.conn_down();
 }
 

@@ -36,7 +36,9 @@ pub struct Counters {
     pub duplicates_dropped: u64,
     /// `gap` frames received (offsets the server dropped for a slow consumer).
     pub gaps: u64,
-    /// Reconnects that presented a resume token.
+    /// Reconnects (after a churn disconnect or a lost connection).
+    pub reconnects: u64,
+    /// Reconnect attempts that presented a resume token.
     pub resumes: u64,
     /// Server WebSocket pings answered with a pong.
     pub pings_answered: u64,
@@ -55,6 +57,7 @@ impl Counters {
         self.delivered += o.delivered;
         self.duplicates_dropped += o.duplicates_dropped;
         self.gaps += o.gaps;
+        self.reconnects += o.reconnects;
         self.resumes += o.resumes;
         self.pings_answered += o.pings_answered;
         self.send_backlog += o.send_backlog;
@@ -71,6 +74,7 @@ impl Counters {
             delivered: self.delivered - e.delivered,
             duplicates_dropped: self.duplicates_dropped - e.duplicates_dropped,
             gaps: self.gaps - e.gaps,
+            reconnects: self.reconnects - e.reconnects,
             resumes: self.resumes - e.resumes,
             pings_answered: self.pings_answered - e.pings_answered,
             send_backlog: self.send_backlog.saturating_sub(e.send_backlog),

@@ -26,7 +26,7 @@ use crate::stats::histogram::{self, encode};
 use crate::stats::{Counters, ErrorCounts, Tick, WorkerFinal, WorkerLine};
 use crate::verify::{StreamVerifier, VerifySummary};
 
-pub use session::{connect_plain, connect_user, Welcome};
+pub use session::{connect_plain, connect_user, reconnect, Welcome, MAX_RECONNECT_ATTEMPTS};
 
 /// Largest worker spec read from stdin.
 const MAX_SPEC_BYTES: usize = 1024 * 1024;

@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use rtc_protocol::client::Backoff;
 use rtc_protocol::frames::OwnedServerFrame;
 
 use super::Worker;
-use crate::client::conn::{Conn, ConnError, Dial, Event};
+use crate::client::conn::{splitmix, Conn, ConnError, Dial, Event};
 use crate::client::frames;
 use crate::client::resolve;
 use crate::stats::histogram;
@@ -146,4 +147,46 @@ fn ready(w: &Worker, started: Instant) {
     f.counters.connects += 1;
     drop(f);
     w.conn_up();
+}
+
+/// Reconnect attempts before a user gives up for the rest of the run.
+pub const MAX_RECONNECT_ATTEMPTS: u32 = 16;
+
+/// Reconnects like a real client after a lost connection: resume first (when a token is
+/// known), then fresh connects, waiting the protocol's jittered exponential backoff between
+/// attempts ([`Backoff`]). `None` when the run stopped or every attempt failed (each failure is
+/// counted by kind).
+pub async fn reconnect(
+    w: &Worker,
+    index: u64,
+    resume: Option<(&str, u64)>,
+) -> Option<(Conn, Welcome)> {
+    let backoff = Backoff::default();
+    let mut resume = resume.filter(|(token, _)| !token.is_empty());
+    w.count(|c| c.reconnects += 1);
+    for attempt in 0..MAX_RECONNECT_ATTEMPTS {
+        if *w.stop.borrow() {
+            return None;
+        }
+        if resume.is_some() {
+            w.count(|c| c.resumes += 1);
+        }
+        match connect_user(w, index, resume).await {
+            Ok(ok) => return Some(ok),
+            Err(_) if resume.is_some() => {
+                // A rejected resume (expired, other node) falls back to a fresh session at once.
+                resume = None;
+                continue;
+            }
+            Err(_) => {}
+        }
+        let unit = (splitmix(index ^ (u64::from(attempt) << 40) ^ w.now_us()) >> 11) as f64
+            / (1u64 << 53) as f64;
+        let delay = backoff.delay(attempt, unit);
+        tokio::select! {
+            _ = w.stopped() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    None
 }
