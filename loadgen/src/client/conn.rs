@@ -24,6 +24,8 @@ pub const SCRATCH_BYTES: usize = 256 * 1024;
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// Largest HTTP response head accepted during the upgrade.
 pub const MAX_RESPONSE_HEAD: usize = 8 * 1024;
+/// Longest a clean close may take (flushing what is queued, then the close frame).
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Reads per wake-up before yielding to other connections (fairness under load).
 const READS_PER_WAKE: usize = 16;
 /// An emptied outbound buffer bigger than this is freed rather than kept.
@@ -357,9 +359,10 @@ impl Conn {
     }
 
     /// Sends a close frame (1000) and shuts the socket down; errors are ignored (we are leaving).
-    /// (Boxed so its state is not part of every idle connection's task.)
+    /// (Boxed so its state is not part of every idle connection's task; bounded by
+    /// [`CLOSE_TIMEOUT`] so a server that stopped reading cannot hold the run.)
     pub async fn close(self) {
-        Box::pin(self.close_inner()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, Box::pin(self.close_inner())).await;
     }
 
     async fn close_inner(mut self) {

@@ -57,7 +57,8 @@ pub struct RunReport {
 pub struct ConnectFigures {
     /// Most connections open at once.
     pub peak_connected: u64,
-    /// Successful connects per second during the ramp.
+    /// Successful connects per second during the ramp, measured (first connect started →
+    /// last connect completed), not the `--ramp` asked for.
     pub connect_rate: f64,
     /// Connect start → ready, µs.
     pub handshake_us: Percentiles,

@@ -185,7 +185,8 @@ pub struct WorkerFinal {
     pub rss_connected: u64,
     /// Connections open when `rss_connected` was read.
     pub conns_at_rss: u64,
-    /// Seconds from the first to the last connect of the ramp.
+    /// Seconds from the worker's start (its first connect) to the last connect completed
+    /// before the measured phase.
     pub ramp_secs: f64,
     /// Seconds the measured (send/hold) phase lasted.
     pub measure_secs: f64,

@@ -81,6 +81,8 @@ pub struct Worker {
     pub peak_connected: Cell<u64>,
     /// Users whose first connect finished (either way).
     pub settled: Cell<u64>,
+    /// When the last connect of the ramp completed (connect rate = ramp connects / this).
+    pub last_ramp_connect: Cell<Option<Instant>>,
     /// Verification streams, indexed by the receiving user's local index.
     pub verifiers: RefCell<Vec<StreamVerifier>>,
     /// Resolved server addresses.
@@ -121,6 +123,7 @@ impl Worker {
             connected: Cell::new(0),
             peak_connected: Cell::new(0),
             settled: Cell::new(0),
+            last_ramp_connect: Cell::new(None),
             verifiers: RefCell::new(verifiers),
             addrs: RefCell::new(HashMap::new()),
             phase: watch::channel(None).0,
@@ -270,8 +273,6 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
             rss_at.set((process::self_rss_bytes(), w.connected.get()));
         });
     }
-    let ramp_started = Instant::now();
-    let ramp_secs = w.spec.users as f64 / w.ramp_rate();
     crate::scenario::run(w.clone()).await;
     let phase = *w.phase.borrow();
     ticker.abort();
@@ -291,7 +292,10 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
         rss_before,
         rss_connected,
         conns_at_rss,
-        ramp_secs: ramp_secs.min(ramp_started.elapsed().as_secs_f64()),
+        ramp_secs: w
+            .last_ramp_connect
+            .get()
+            .map_or(0.0, |t| (t - w.epoch).as_secs_f64()),
         measure_secs: phase.map_or(0.0, |p| (p.end - p.start).as_secs_f64()),
         measure_start_secs: phase.map_or(0.0, |p| (p.start - w.epoch).as_secs_f64()),
         measure_end_secs: phase.map_or(0.0, |p| (p.end - w.epoch).as_secs_f64()),

@@ -146,6 +146,9 @@ fn ready(w: &Worker, started: Instant) {
     histogram::record(&mut f.handshake, us);
     f.counters.connects += 1;
     drop(f);
+    if w.phase.borrow().is_none() {
+        w.last_ramp_connect.set(Some(Instant::now()));
+    }
     w.conn_up();
 }
 
