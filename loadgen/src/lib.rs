@@ -11,6 +11,20 @@
 //! time, so stalls are not hidden by coordinated omission); percentiles come only from merged
 //! histograms, never from averaging; every error is counted by kind.
 //!
+//! # Usage
+//! ```text
+//! loadgen connect --url ws://127.0.0.1:8080/ws --users 15000 --ramp 3000 --duration 10 \
+//!     --source-ips 127.0.0.1-127.0.0.8 --target-pid $(pidof gateway) --json idle.json --html idle.html
+//! loadgen direct  --url ws://127.0.0.1:8080/ws --users 1000 --rate 5000 --duration 10 --verify
+//! loadgen direct  --control http://127.0.0.1:7000 --users 1000000 --ramp 20000 --rate 50000
+//! loadgen echo    --url ws://127.0.0.1:9001/echo --users 1000 --rate 20000 --payload 32
+//! loadgen churn   --url ws://127.0.0.1:8080/ws --users 10000 --rate 2000 --duration 30
+//! loadgen compare gateway.json baseline.json
+//! ```
+//! `benches/run-loadgen [idle|direct|connect|echo]` runs a scenario against the gateway and
+//! the baseline server and compares them. Idle connections keep alive by answering the
+//! server's WebSocket pings (no client `ping` frames: they would cost a timer per connection).
+//!
 //! # Layout
 //! - [`config`] — the command line, its validation, the spec handed to a worker.
 //! - [`parent`] — worker count and split, spawning, progress line, target sampling, merge.
