@@ -142,7 +142,7 @@ pub fn gateway() -> Option<Proc> {
     }
 }
 
-/// Runs loadgen with `args` (plus `--quiet` for a scenario), optionally under `prlimit --nofile=N`.
+/// Runs loadgen with `args` (plus `--quiet` and generous deadlines for a scenario), optionally under `prlimit --nofile=N`.
 pub fn run_loadgen(args: &[String], nofile: Option<u32>) -> Output {
     let mut cmd = match nofile {
         Some(n) => {
@@ -154,7 +154,9 @@ pub fn run_loadgen(args: &[String], nofile: Option<u32>) -> Output {
     };
     cmd.args(args);
     if args.first().is_some_and(|a| a != "compare") {
-        cmd.arg("--quiet");
+        // Generous bounds for a loaded 2-core machine: the drain ends as soon as everything
+        // in flight has arrived, so these only matter when the machine stalls.
+        cmd.args(["--quiet", "--drain", "30", "--connect-timeout", "30"]);
     }
     let out = cmd.output().expect("running loadgen");
     assert!(
