@@ -109,7 +109,17 @@ pub fn baseline() -> Proc {
 /// Builds and starts the gateway with one shard and `/echo`, or `None` (with the reason
 /// printed) when the gateway has no working binary yet.
 pub fn gateway() -> Option<Proc> {
-    let bin = match build_bin("gateway", "gateway") {
+    gateway_with(&[])
+}
+
+/// Like [`gateway`], with more flags.
+pub fn gateway_with(extra: &[&str]) -> Option<Proc> {
+    // LOADGEN_TEST_GATEWAY_BIN: test against another gateway build (e.g. a branch's).
+    let built = match std::env::var_os("LOADGEN_TEST_GATEWAY_BIN") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => build_bin("gateway", "gateway"),
+    };
+    let bin = match built {
         Ok(b) => b,
         Err(e) => {
             eprintln!("SKIP gateway: it does not build: {e}");
@@ -120,6 +130,7 @@ pub fn gateway() -> Option<Proc> {
     let addr = free_addr();
     let mut child = Command::new(&bin)
         .args(["--listen", &addr.to_string(), "--shards", "1", "--echo"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
