@@ -97,7 +97,8 @@ pub struct RunArgs {
     /// Seconds of the measured phase (after the ramp): hold, send, or churn.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// Bytes of each message's payload (a JSON object padded to this size).
+    /// Bytes of each message's payload: a JSON object `{"seq","t","p"}` padded to this size
+    /// (never smaller than its sequence number and timestamp, ~20–35 bytes).
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
     /// Source addresses for client sockets: `127.0.0.1-127.0.0.40` or a comma list.

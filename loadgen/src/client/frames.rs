@@ -5,8 +5,6 @@
 use rtc_protocol::frames::{OwnedClientFrame, OwnedServerFrame, RawPayload};
 use serde::Deserialize;
 
-/// Smallest `--payload` honoured: the sequence number and timestamp need this much.
-pub const MIN_PAYLOAD: usize = 40;
 /// Largest `--payload`.
 pub const MAX_PAYLOAD: usize = 512 * 1024;
 
@@ -19,14 +17,19 @@ pub struct Stamp {
     pub t: u64,
 }
 
-/// Builds a payload of (at least `MIN_PAYLOAD`, otherwise exactly) `size` bytes.
+/// Builds a payload of exactly `size` bytes, or of the stamp alone (`{"seq":N,"t":T}`, about
+/// 20–35 bytes) when `size` leaves no room for padding.
 pub fn payload(stamp: Stamp, size: usize) -> String {
-    let mut s = format!("{{\"seq\":{},\"t\":{},\"p\":\"", stamp.seq, stamp.t);
-    let pad = size
-        .clamp(MIN_PAYLOAD, MAX_PAYLOAD)
-        .saturating_sub(s.len() + 2);
-    s.extend(std::iter::repeat_n('x', pad));
-    s.push_str("\"}");
+    let mut s = format!("{{\"seq\":{},\"t\":{}", stamp.seq, stamp.t);
+    // `,"p":"` + padding + `"}` must fit.
+    const PAD_OVERHEAD: usize = 8;
+    let size = size.min(MAX_PAYLOAD);
+    if size >= s.len() + PAD_OVERHEAD {
+        s.push_str(",\"p\":\"");
+        s.extend(std::iter::repeat_n('x', size - s.len() - 2));
+        s.push('"');
+    }
+    s.push('}');
     s
 }
 
@@ -75,7 +78,14 @@ mod tests {
             assert_eq!(p.len(), size);
             assert_eq!(read_stamp(p.as_bytes()), Some(st));
         }
-        assert!(payload(st, 1).len() >= MIN_PAYLOAD - 2);
+        let tiny = payload(st, 1);
+        assert_eq!(tiny, r#"{"seq":12,"t":345}"#);
+        assert_eq!(read_stamp(tiny.as_bytes()), Some(st));
+        for size in 18..40 {
+            let p = payload(st, size);
+            assert!(p.len() == size || p == tiny, "size {size}: {p}");
+            assert_eq!(read_stamp(p.as_bytes()), Some(st));
+        }
     }
 
     #[test]
