@@ -386,6 +386,7 @@ fn build_report(
                 0.0
             },
             handshake_us: Percentiles::of(&handshake),
+            distribution: histogram::distribution(&handshake),
         },
         messages: MessageFigures {
             measure_secs,

@@ -232,3 +232,26 @@ fn users_can_be_placed_through_control() {
     assert_eq!(fig(&r, "msg.delivered"), fig(&r, "msg.sent"));
     assert_eq!(fig(&r, "verify.lost"), 0.0);
 }
+
+#[test]
+fn plain_connect_holds_connections_on_any_websocket_server() {
+    let server = baseline();
+    let url = format!("ws://{}/echo", server.addr);
+    let r = run_json(
+        "connect",
+        &[
+            "--url",
+            &url,
+            "--plain",
+            "--users",
+            "50",
+            "--ramp",
+            "500",
+            "--duration",
+            "1",
+        ],
+        None,
+    );
+    assert_eq!(fig(&r, "connect.peak_connected"), 50.0);
+    assert_eq!(fig(&r, "errors.total"), 0.0);
+}

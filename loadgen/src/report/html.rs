@@ -97,19 +97,30 @@ const COLORS: [RGBColor; 4] = [
 ];
 
 fn latency_plot(r: &RunReport) -> anyhow::Result<String> {
-    let d = &r.messages.distribution;
+    let curves: Vec<(&str, Vec<(f64, f64)>)> = [
+        ("message latency", &r.messages.distribution),
+        ("handshake (connect → ready)", &r.connect.distribution),
+    ]
+    .into_iter()
+    .filter(|(_, d)| !d.is_empty())
+    // x = 1/(1-q): 1 at the minimum, 10 at p90, 100 at p99, …
+    .map(|(name, d)| {
+        (
+            name,
+            d.iter()
+                .map(|(q, v)| (1.0 / (1.0 - q).max(1e-9), (*v as f64 / 1000.0).max(0.001)))
+                .collect(),
+        )
+    })
+    .collect();
+    let all = || curves.iter().flat_map(|(_, c)| c.iter());
+    let xmax = all().map(|p| p.0).fold(10.0, f64::max) * 1.2;
+    let ymax = all().map(|p| p.1).fold(1.0, f64::max) * 1.5;
+    let ymin = all().map(|p| p.1).fold(ymax, f64::min).max(0.001) / 1.5;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        // x = 1/(1-q): 1 at the median's left end, 10 at p90, 100 at p99, …
-        let pts: Vec<(f64, f64)> = d
-            .iter()
-            .map(|(q, v)| (1.0 / (1.0 - q).max(1e-9), (*v as f64 / 1000.0).max(0.001)))
-            .collect();
-        let xmax = pts.iter().map(|p| p.0).fold(10.0, f64::max) * 1.2;
-        let ymax = pts.iter().map(|p| p.1).fold(1.0, f64::max) * 1.5;
-        let ymin = pts.iter().map(|p| p.1).fold(ymax, f64::min).max(0.001) / 1.5;
         let mut chart = ChartBuilder::on(&root)
             .caption("Latency by percentile (ms, log scale)", ("sans-serif", 18))
             .margin(12)
@@ -124,17 +135,29 @@ fn latency_plot(r: &RunReport) -> anyhow::Result<String> {
             .x_label_formatter(&|x| format!("{}%", trim(100.0 - 100.0 / x)))
             .draw()
             .map_err(err)?;
-        if !pts.is_empty() {
+        for (i, (name, pts)) in curves.iter().enumerate() {
+            let c = COLORS[i % COLORS.len()];
             chart
-                .draw_series(LineSeries::new(pts, COLORS[0].stroke_width(2)))
-                .map_err(err)?;
-        } else {
+                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))
+                .map_err(err)?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c));
+        }
+        if curves.is_empty() {
             root.draw_text(
-                "no messages",
+                "no samples",
                 &("sans-serif", 16).into_text_style(&root),
                 (W as i32 / 2 - 40, H as i32 / 2),
             )
             .map_err(err)?;
+        } else {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(err)?;
         }
         root.present().map_err(err)?;
     }

@@ -62,6 +62,9 @@ pub struct ConnectFigures {
     pub connect_rate: f64,
     /// Connect start → ready, µs.
     pub handshake_us: Percentiles,
+    /// (quantile, µs) points of the handshake latency distribution, for plots.
+    #[serde(default)]
+    pub distribution: Vec<(f64, u64)>,
 }
 
 /// Message figures.
