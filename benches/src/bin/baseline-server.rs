@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+// tokio-tungstenite >= 0.26, under its workspace alias (see the root Cargo.toml).
+use baseline_tungstenite as tokio_tungstenite;
 use clap::Parser;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
