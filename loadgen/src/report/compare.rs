@@ -7,22 +7,47 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
 use super::{fmt_value, RunReport};
+
+/// The part of a report `compare` reads (so reports from older or newer loadgen versions
+/// still compare).
+#[derive(Debug, Deserialize)]
+struct Summary {
+    label: String,
+    scenario: String,
+    figures: BTreeMap<String, f64>,
+}
 
 /// Reads the reports and renders the comparison table.
 pub fn compare(files: &[PathBuf]) -> anyhow::Result<String> {
     let mut reports = Vec::new();
     for f in files {
         let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-        let r: RunReport = serde_json::from_slice(&text)
+        let r: Summary = serde_json::from_slice(&text)
             .with_context(|| format!("{} is not a loadgen --json report", f.display()))?;
         reports.push(r);
     }
-    Ok(render(&reports))
+    Ok(render_summaries(&reports))
 }
 
 /// The comparison table of already loaded reports.
 pub fn render(reports: &[RunReport]) -> String {
+    let s: Vec<Summary> = reports
+        .iter()
+        .map(|r| Summary {
+            label: r.label.clone(),
+            scenario: r.scenario.clone(),
+            figures: r.figures.clone(),
+        })
+        .collect();
+    render_summaries(&s)
+}
+
+fn render_summaries(reports: &[Summary]) -> String {
     let names: BTreeSet<&String> = reports.iter().flat_map(|r| r.figures.keys()).collect();
     let width = 16;
     let mut s = String::new();
