@@ -1,0 +1,523 @@
+//! The relay executor: one unpinned glommio thread between the shards and librdkafka.
+//!
+//! - one *feed* task per shard takes produce requests off that shard's ring and enqueues
+//!   them into librdkafka (a non-blocking call);
+//! - the *producer pump* blocks in `poll` on a blocking-pool thread (delivery reports) and
+//!   hands failures back to their shards, one batch per shard per poll;
+//! - the *consumer pump* blocks in `poll` likewise, takes up to `consume_batch` records,
+//!   decodes each envelope, and hands each shard one batch;
+//! - the *health loop* (this executor's main future) turns librdkafka's signals into
+//!   [`RelayEvent`]s, re-creates topics and rebuilds clients during recovery.
+//!
+//! Blocking calls never run on the executor itself: `spawn_blocking` wakes it through its
+//! io_uring when they return, so an idle relay sleeps (no busy polling).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use rdkafka::admin::AdminClient;
+use rdkafka::producer::{BaseRecord, Producer as _};
+use rtc_protocol::relay::Envelope;
+
+use super::config::{delivery_topic, RelayConfig};
+use super::counters::RelayCounters;
+use super::events::ProducerSlot;
+use super::kafka::{self, AdminCtx, ConsumerClient, Signals, Tag};
+use super::{Delivery, ProduceFailure, ProduceRequest, RelayEvent, RelayInbound};
+
+/// Longest a blocking `poll` waits before the pump looks at its stop flag again.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// Health loop period.
+const HEALTH_TICK: Duration = Duration::from_millis(200);
+/// Timeout of a metadata probe / topic creation during recovery.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest the executor waits at stop for the pumps to return from librdkafka.
+const STOP_WAIT: Duration = Duration::from_secs(3);
+/// Most destination topic names cached (node ids are few; the cache is cleared past this).
+const MAX_TOPIC_CACHE: usize = 1024;
+/// Most discarded clients waiting to be closed. Closing a librdkafka client whose broker
+/// vanished can hang, so it is done on a separate thread; past this many, a client is
+/// leaked rather than allowed to block the relay.
+const MAX_RETIRING: usize = 8;
+
+/// Something from librdkafka to be dropped off the relay thread.
+pub(crate) type Retired = Box<dyn Send>;
+
+/// Starts the thread that drops discarded clients.
+pub(crate) fn retirement_thread() -> SyncSender<Retired> {
+    let (tx, rx): (SyncSender<Retired>, Receiver<Retired>) =
+        std::sync::mpsc::sync_channel(MAX_RETIRING);
+    // If the thread cannot start, `tx.try_send` fails and clients are leaked (counted in logs).
+    let _ = std::thread::Builder::new()
+        .name("relay-retire".into())
+        .spawn(move || {
+            for item in rx {
+                drop(item);
+            }
+        });
+    tx
+}
+
+fn retire(tx: &SyncSender<Retired>, item: Retired) {
+    match tx.try_send(item) {
+        Ok(()) => {}
+        Err(TrySendError::Full(item)) | Err(TrySendError::Disconnected(item)) => {
+            tracing::warn!("relay: too many clients closing; leaking one");
+            std::mem::forget(item);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// Not yet assigned for the first time.
+    Starting,
+    /// Delivering.
+    Up,
+    /// Lost since `since`; clients last rebuilt at `rebuilt`; `fresh_producer` once the
+    /// producer was rebuilt after a broker answered again in this episode.
+    Lost {
+        since: Instant,
+        rebuilt: Instant,
+        fresh_producer: bool,
+    },
+}
+
+/// The relay executor's state (lives on the relay thread only).
+pub(crate) struct Bridge {
+    pub cfg: RelayConfig,
+    pub signals: Arc<Signals>,
+    pub slot: Arc<ProducerSlot>,
+    /// The consumer; `None` while lost: it is dropped on loss and built again only once
+    /// the topics exist again (see `lose`).
+    pub consumer: RefCell<Option<Arc<ConsumerClient>>>,
+    pub admin: RefCell<Arc<AdminClient<AdminCtx>>>,
+    pub stop: Arc<AtomicBool>,
+    pub retire: SyncSender<Retired>,
+    pub to_shards: RefCell<Vec<Rc<ConnectedSender<RelayInbound>>>>,
+    topics: RefCell<HashMap<String, String>>,
+    health: Cell<Health>,
+    /// Pumps still running: at stop the executor waits for them so no blocking call is
+    /// left answering an executor that is gone.
+    pumps: Cell<usize>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("node", &self.cfg.node_id)
+            .field("health", &self.health.get())
+            .finish()
+    }
+}
+
+impl Bridge {
+    pub(crate) fn new(
+        cfg: RelayConfig,
+        signals: Arc<Signals>,
+        slot: Arc<ProducerSlot>,
+        consumer: ConsumerClient,
+        admin: AdminClient<AdminCtx>,
+        stop: Arc<AtomicBool>,
+        retire: SyncSender<Retired>,
+    ) -> Self {
+        Self {
+            cfg,
+            signals,
+            slot,
+            consumer: RefCell::new(Some(Arc::new(consumer))),
+            admin: RefCell::new(Arc::new(admin)),
+            stop,
+            retire,
+            to_shards: RefCell::new(Vec::new()),
+            topics: RefCell::new(HashMap::new()),
+            health: Cell::new(Health::Starting),
+            pumps: Cell::new(0),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Connects the relay's ends of every shard ring (completes when the shards connect
+    /// theirs), then starts the feed tasks and pumps. Runs as a task: the health loop does
+    /// not wait for the shards.
+    pub(crate) async fn run_pipes(
+        self: Rc<Self>,
+        from_shards: Vec<SharedReceiver<ProduceRequest>>,
+        to_shards: Vec<SharedSender<RelayInbound>>,
+    ) {
+        let mut rx_connects = Vec::with_capacity(from_shards.len());
+        for rx in from_shards {
+            rx_connects.push(glommio::spawn_local(rx.connect()));
+        }
+        let mut senders = Vec::with_capacity(to_shards.len());
+        for tx in to_shards {
+            senders.push(Rc::new(tx.connect().await));
+        }
+        *self.to_shards.borrow_mut() = senders;
+        for (shard, c) in rx_connects.into_iter().enumerate() {
+            let rx = c.await;
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                while let Some(req) = rx.recv().await {
+                    me.produce(shard as u32, req).await;
+                }
+            })
+            .detach();
+        }
+        self.pumps.set(2);
+        glommio::spawn_local(self.clone().producer_pump()).detach();
+        glommio::spawn_local(self.clone().consumer_pump()).detach();
+    }
+
+    async fn produce(&self, shard: u32, req: ProduceRequest) {
+        let topic = {
+            let mut cache = self.topics.borrow_mut();
+            if !cache.contains_key(&req.node) {
+                if cache.len() >= MAX_TOPIC_CACHE {
+                    cache.clear();
+                }
+                cache.insert(
+                    req.node.clone(),
+                    delivery_topic(&self.cfg.prefix, &req.node),
+                );
+            }
+            cache.get(&req.node).cloned().unwrap_or_default()
+        };
+        let record = BaseRecord::with_opaque_to(
+            &topic,
+            Box::new(Tag {
+                shard,
+                token: req.token,
+            }),
+        )
+        .key(req.key.as_bytes())
+        .payload(&req.value);
+        if let Err((e, _)) = self.slot.get().send(record) {
+            RelayCounters::bump(&self.signals.counters.produce_failed);
+            let failure = ProduceFailure {
+                token: req.token,
+                reason: format!("enqueue refused: {e}"),
+            };
+            self.to_shard(shard as usize, RelayInbound::ProduceFailed(vec![failure]))
+                .await;
+        }
+    }
+
+    /// Hands `item` to shard `shard`, waiting (counted) when its ring is full.
+    async fn to_shard(&self, shard: usize, item: RelayInbound) {
+        let tx = match self.to_shards.borrow().get(shard) {
+            Some(tx) => tx.clone(),
+            None => return,
+        };
+        match tx.try_send(item) {
+            Ok(()) => {}
+            Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(item))) => {
+                RelayCounters::bump(&self.signals.counters.inbound_ring_full);
+                let _ = tx.send(item).await;
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn broadcast(&self, event: RelayEvent) {
+        let n = self.to_shards.borrow().len();
+        for s in 0..n {
+            self.to_shard(s, RelayInbound::Event(event.clone())).await;
+        }
+    }
+
+    async fn producer_pump(self: Rc<Self>) {
+        while !self.stopping() {
+            let p = self.slot.get();
+            let p = glommio::executor()
+                .spawn_blocking(move || {
+                    p.poll(POLL_WAIT);
+                    p
+                })
+                .await;
+            self.release_producer(p);
+            let failures = std::mem::take(
+                &mut *self
+                    .signals
+                    .failures
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+            if failures.is_empty() {
+                continue;
+            }
+            let n = self.to_shards.borrow().len();
+            let mut per: Vec<Vec<ProduceFailure>> = (0..n).map(|_| Vec::new()).collect();
+            for (shard, f) in failures {
+                if let Some(v) = per.get_mut(shard as usize) {
+                    v.push(f);
+                }
+            }
+            for (shard, v) in per.into_iter().enumerate() {
+                if !v.is_empty() {
+                    self.to_shard(shard, RelayInbound::ProduceFailed(v)).await;
+                }
+            }
+        }
+        self.pumps.set(self.pumps.get().saturating_sub(1));
+    }
+
+    async fn consumer_pump(self: Rc<Self>) {
+        let shards = self.to_shards.borrow().len();
+        let max = self.cfg.consume_batch;
+        while !self.stopping() {
+            let Some(c) = self.consumer.borrow().clone() else {
+                glommio::timer::sleep(POLL_WAIT).await;
+                continue;
+            };
+            let (c, batch, error) = glommio::executor()
+                .spawn_blocking(move || {
+                    let (batch, error) = kafka::poll_batch(&c, POLL_WAIT, max);
+                    (c, batch, error)
+                })
+                .await;
+            self.release_consumer(c);
+            if let Some(e) = error {
+                self.signals.flag_lost(format!("consumer error: {e}"));
+            }
+            if batch.is_empty() || shards == 0 || self.stopping() {
+                continue;
+            }
+            let mut per: Vec<Vec<Delivery>> = (0..shards).map(|_| Vec::new()).collect();
+            for rec in batch {
+                let shard = match Envelope::decode(&rec.value) {
+                    Ok(env) => rtc_ring::shard_of(env.dest, shards),
+                    Err(e) => {
+                        RelayCounters::bump(&self.signals.counters.decode_errors);
+                        tracing::debug!(error = %e, partition = rec.partition, offset = rec.offset, "bad relay envelope skipped");
+                        continue;
+                    }
+                };
+                if let Some(v) = per.get_mut(shard) {
+                    v.push(Delivery {
+                        partition: rec.partition,
+                        offset: rec.offset,
+                        bytes: rec.value,
+                    });
+                }
+            }
+            for (shard, v) in per.into_iter().enumerate() {
+                if !v.is_empty() {
+                    RelayCounters::add(&self.signals.counters.consumed, v.len() as u64);
+                    self.to_shard(shard, RelayInbound::Deliveries(v)).await;
+                }
+            }
+        }
+        self.pumps.set(self.pumps.get().saturating_sub(1));
+    }
+
+    /// Metadata round trip through the producer: is a broker answering?
+    async fn probe(&self) -> Result<(), String> {
+        let p = self.slot.get();
+        let topic = self.cfg.delivery_topic();
+        let (p, r) = glommio::executor()
+            .spawn_blocking(move || {
+                let r = p
+                    .client()
+                    .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                (p, r)
+            })
+            .await;
+        self.release_producer(p);
+        r
+    }
+
+    /// Drops a producer handle; one the slot no longer holds may be the last and close the
+    /// client, which is done off this thread.
+    fn release_producer(&self, p: Arc<kafka::Producer>) {
+        if !Arc::ptr_eq(&p, &self.slot.get()) {
+            retire(&self.retire, Box::new(p));
+        }
+    }
+
+    fn release_consumer(&self, c: Arc<ConsumerClient>) {
+        let current = matches!(&*self.consumer.borrow(), Some(cur) if Arc::ptr_eq(cur, &c));
+        if !current {
+            retire(&self.retire, Box::new(c));
+        }
+    }
+
+    /// Discards the consumer. librdkafka 2.12's fetcher crashes (NULL topic name in
+    /// `rd_kafka_metadata_update_op`) when a broker answers a fetch with a leader hint but
+    /// no topic id, which tansu does for a partition it no longer knows, i.e. right after a
+    /// restart without storage. So a lost relay stops fetching at once and subscribes again
+    /// with a new consumer only after its topics were re-created.
+    fn drop_consumer(&self) {
+        // Bumping the generation first mutes the old consumer's callbacks.
+        self.signals.consumer_gen.fetch_add(1, Ordering::Relaxed);
+        self.signals.assigned.store(0, Ordering::Relaxed);
+        if let Some(old) = self.consumer.borrow_mut().take() {
+            retire(&self.retire, Box::new(old));
+        }
+    }
+
+    fn new_consumer(&self) {
+        match kafka::consumer(&self.cfg, &self.signals) {
+            Ok(c) => {
+                if let Some(old) = self.consumer.borrow_mut().replace(Arc::new(c)) {
+                    retire(&self.retire, Box::new(old));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "relay: consumer rebuild failed"),
+        }
+    }
+
+    /// Throws the clients away and builds new ones (the known cure for librdkafka stuck
+    /// against a broker that restarted with no memory of the group or producer id).
+    fn rebuild(&self, producer_too: bool) {
+        RelayCounters::bump(&self.signals.counters.clients_recreated);
+        tracing::warn!(producer_too, "relay: rebuilding kafka clients");
+        self.drop_consumer();
+        match kafka::admin(&self.cfg) {
+            Ok(a) => {
+                let old = std::mem::replace(&mut *self.admin.borrow_mut(), Arc::new(a));
+                retire(&self.retire, Box::new(old));
+            }
+            Err(e) => tracing::warn!(error = %e, "relay: admin rebuild failed"),
+        }
+        if producer_too {
+            self.rebuild_producer();
+        }
+    }
+
+    fn rebuild_producer(&self) {
+        RelayCounters::bump(&self.signals.counters.clients_recreated);
+        self.signals.producer_fatal.store(false, Ordering::Relaxed);
+        match kafka::producer(&self.cfg, &self.signals) {
+            Ok(p) => {
+                let old = self.slot.replace(p);
+                retire(&self.retire, Box::new(old));
+            }
+            Err(e) => tracing::warn!(error = %e, "relay: producer rebuild failed"),
+        }
+    }
+
+    async fn lose(&self, reason: String) {
+        let now = Instant::now();
+        tracing::warn!(node = %self.cfg.node_id, %reason, "relay lost");
+        self.health.set(Health::Lost {
+            since: now,
+            rebuilt: now,
+            fresh_producer: false,
+        });
+        RelayCounters::bump(&self.signals.counters.lost);
+        self.drop_consumer();
+        self.broadcast(RelayEvent::Lost { reason }).await;
+    }
+
+    async fn restore(&self) {
+        tracing::info!(node = %self.cfg.node_id, "relay restored");
+        self.health.set(Health::Up);
+        RelayCounters::bump(&self.signals.counters.restored);
+        self.broadcast(RelayEvent::Restored).await;
+    }
+
+    /// The main future: runs until the stop flag is set.
+    pub(crate) async fn health_loop(self: Rc<Self>) {
+        while !self.stopping() {
+            glommio::timer::sleep(HEALTH_TICK).await;
+            if self.signals.producer_fatal.load(Ordering::Relaxed) {
+                self.rebuild_producer();
+            }
+            let flagged = self.signals.take_lost();
+            match self.health.get() {
+                Health::Starting | Health::Up => {
+                    let reason = match flagged {
+                        Some(r) => Some(r),
+                        None if self.signals.suspect.swap(false, Ordering::Relaxed) => self
+                            .probe()
+                            .await
+                            .err()
+                            .map(|e| format!("broker unreachable: {e}")),
+                        None => None,
+                    };
+                    if let Some(reason) = reason {
+                        self.lose(reason).await;
+                    } else if self.health.get() == Health::Starting
+                        && self.signals.assigned.load(Ordering::Relaxed) > 0
+                    {
+                        self.restore().await;
+                    }
+                }
+                Health::Lost {
+                    since,
+                    rebuilt,
+                    fresh_producer,
+                } => {
+                    let probe = self.probe().await;
+                    let mut ready = probe.is_ok();
+                    if ready && !fresh_producer {
+                        // A broker answers again. The idempotent producer's id and sequence
+                        // numbers may be unknown to it now (a broker without storage
+                        // restarted), which leaves librdkafka timing out every record:
+                        // start a new producer (records queued in the old one come back
+                        // as failures).
+                        self.rebuild_producer();
+                        self.health.set(Health::Lost {
+                            since,
+                            rebuilt,
+                            fresh_producer: true,
+                        });
+                    }
+                    if ready {
+                        let admin = self.admin.borrow().clone();
+                        let created = kafka::ensure_topics(&admin, &self.cfg, PROBE_TIMEOUT).await;
+                        if !Arc::ptr_eq(&admin, &self.admin.borrow()) {
+                            retire(&self.retire, Box::new(admin));
+                        }
+                        if let Err(e) = created {
+                            tracing::debug!(error = %e, "relay: topics not ready");
+                            ready = false;
+                        }
+                    }
+                    if ready && self.consumer.borrow().is_none() {
+                        // Topics exist again: subscribe afresh (see `drop_consumer`), and
+                        // give the new member a full `recreate_after` to join.
+                        self.new_consumer();
+                        self.health.set(Health::Lost {
+                            since,
+                            rebuilt: Instant::now(),
+                            fresh_producer: true,
+                        });
+                        continue;
+                    }
+                    // Anything flagged while we were lost restarts the wait for a clean run.
+                    let quiet = self.signals.take_lost().is_none() && flagged.is_none();
+                    if ready && quiet && self.signals.assigned.load(Ordering::Relaxed) > 0 {
+                        self.signals.suspect.store(false, Ordering::Relaxed);
+                        self.restore().await;
+                    } else if rebuilt.elapsed() >= self.cfg.recreate_after {
+                        self.rebuild(probe.is_err());
+                        self.health.set(Health::Lost {
+                            since,
+                            rebuilt: Instant::now(),
+                            fresh_producer: probe.is_ok(),
+                        });
+                    }
+                }
+            }
+        }
+        // Let the pumps finish their blocking poll (≤ POLL_WAIT) and exit. A pump stuck on
+        // a full shard ring is abandoned after STOP_WAIT.
+        let deadline = Instant::now() + STOP_WAIT;
+        while self.pumps.get() > 0 && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

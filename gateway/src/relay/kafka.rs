@@ -1,0 +1,403 @@
+//! The librdkafka side: client contexts (callbacks that run on librdkafka's threads and only
+//! record into [`Signals`]), client construction with the documented settings, and topic
+//! creation.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Message;
+
+use super::config::{group_id, RelayConfig};
+use super::counters::RelayCounters;
+use super::{ProduceFailure, RelayStartError};
+
+/// Delivery tag `shard` value of a control/analytics event (no shard to report to).
+pub(crate) const EVENT_TAG: u32 = u32::MAX;
+/// Longest failure reason text kept (librdkafka reasons are short; this bounds copies).
+const MAX_REASON_LEN: usize = 200;
+/// Most delivery failures parked for the producer pump; the librdkafka queue bound
+/// (`producer_queue`) already bounds them, this guards against a pump that stopped.
+pub(crate) const MAX_PARKED_FAILURES: usize = 1 << 20;
+
+/// What librdkafka's callbacks tell the relay executor. Written on librdkafka threads, read
+/// by the relay executor after each poll returns (so never on a shard).
+#[derive(Debug)]
+pub(crate) struct Signals {
+    /// Why the relay was lost, set by a callback; taken by the health loop.
+    pub lost: Mutex<Option<String>>,
+    /// A transport error was seen: the health loop probes the broker to decide.
+    pub suspect: AtomicBool,
+    /// The (idempotent) producer hit a fatal error and must be rebuilt.
+    pub producer_fatal: AtomicBool,
+    /// Partitions the consumer holds now (0 before the first assignment / after revoke).
+    pub assigned: AtomicUsize,
+    /// Failed deliveries `(shard, failure)` waiting for the producer pump.
+    pub failures: Mutex<Vec<(u32, ProduceFailure)>>,
+    /// The shared counters.
+    pub counters: Arc<RelayCounters>,
+    /// Generation of the live producer / consumer: callbacks of a discarded client (still
+    /// closing on the retirement thread) must not raise health signals.
+    pub producer_gen: AtomicU64,
+    pub consumer_gen: AtomicU64,
+}
+
+impl Signals {
+    pub(crate) fn new(counters: Arc<RelayCounters>) -> Self {
+        Self {
+            lost: Mutex::new(None),
+            suspect: AtomicBool::new(false),
+            producer_fatal: AtomicBool::new(false),
+            assigned: AtomicUsize::new(0),
+            failures: Mutex::new(Vec::new()),
+            counters,
+            producer_gen: AtomicU64::new(0),
+            consumer_gen: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn flag_lost(&self, reason: String) {
+        let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        if lost.is_none() {
+            *lost = Some(reason);
+        }
+    }
+
+    pub(crate) fn take_lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn client_error(&self, error: &KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                self.flag_lost(format!("all brokers down: {}", short(reason)));
+            }
+            Some(RDKafkaErrorCode::BrokerTransportFailure) => {
+                RelayCounters::bump(&self.counters.transport_errors);
+                self.suspect.store(true, Ordering::Relaxed);
+            }
+            Some(RDKafkaErrorCode::Fatal) => {
+                self.producer_fatal.store(true, Ordering::Relaxed);
+                self.flag_lost(format!("fatal client error: {}", short(reason)));
+            }
+            _ => {
+                tracing::debug!(%error, reason, "kafka client error");
+            }
+        }
+    }
+}
+
+fn short(s: &str) -> String {
+    let mut end = s.len().min(MAX_REASON_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::warn!(fac, msg, "librdkafka"),
+        _ => tracing::debug!(fac, msg, "librdkafka"),
+    }
+}
+
+/// Which shard (or [`EVENT_TAG`]) a produce belongs to, and the shard's token for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tag {
+    pub shard: u32,
+    pub token: u64,
+}
+
+/// Producer callbacks: delivery reports are counted; failures are parked for the pump.
+#[derive(Debug)]
+pub(crate) struct ProducerCtx {
+    pub signals: Arc<Signals>,
+    /// This producer's generation (see [`Signals::producer_gen`]).
+    pub gen: u64,
+}
+
+impl ProducerCtx {
+    fn live(&self) -> bool {
+        self.signals.producer_gen.load(Ordering::Relaxed) == self.gen
+    }
+}
+
+impl ClientContext for ProducerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_to_tracing(level, fac, log_message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.live() {
+            self.signals.client_error(&error, reason);
+        }
+    }
+}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = Box<Tag>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: Box<Tag>) {
+        let c = &self.signals.counters;
+        match (result, tag.shard == EVENT_TAG) {
+            (Ok(_), false) => RelayCounters::bump(&c.produced),
+            (Ok(_), true) => RelayCounters::bump(&c.events_published),
+            (Err(_), true) => RelayCounters::bump(&c.events_failed),
+            (Err((e, _)), false) => {
+                RelayCounters::bump(&c.produce_failed);
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) && self.live() {
+                    self.signals.producer_fatal.store(true, Ordering::Relaxed);
+                }
+                let mut f = self
+                    .signals
+                    .failures
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if f.len() < MAX_PARKED_FAILURES {
+                    f.push((
+                        tag.shard,
+                        ProduceFailure {
+                            token: tag.token,
+                            reason: short(&e.to_string()),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Consumer callbacks: assignment changes and errors.
+#[derive(Debug)]
+pub(crate) struct ConsumerCtx {
+    pub signals: Arc<Signals>,
+    /// This consumer's generation (see [`Signals::consumer_gen`]).
+    pub gen: u64,
+}
+
+impl ConsumerCtx {
+    fn live(&self) -> bool {
+        self.signals.consumer_gen.load(Ordering::Relaxed) == self.gen
+    }
+}
+
+impl ClientContext for ConsumerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_to_tracing(level, fac, log_message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.live() {
+            self.signals.client_error(&error, reason);
+        }
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !self.live() {
+            return;
+        }
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "relay consumer assigned");
+                self.signals.assigned.store(tpl.count(), Ordering::Relaxed);
+            }
+            Rebalance::Revoke(tpl) => {
+                if tpl.count() > 0 {
+                    self.signals.assigned.store(0, Ordering::Relaxed);
+                    self.signals
+                        .flag_lost(format!("rebalance revoked {} partitions", tpl.count()));
+                }
+            }
+            Rebalance::Error(e) => {
+                self.signals.assigned.store(0, Ordering::Relaxed);
+                self.signals.flag_lost(format!("rebalance error: {e}"));
+            }
+        }
+    }
+}
+
+pub(crate) type Producer = BaseProducer<ProducerCtx>;
+pub(crate) type ConsumerClient = BaseConsumer<ConsumerCtx>;
+
+/// Settings shared by every client: fast failure detection, small reconnect backoff.
+fn base_config(cfg: &RelayConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("client.id", format!("{}-{}", cfg.prefix, cfg.node_id))
+        // Reconnect quickly after a broker restart; the defaults back off to 10 s.
+        .set("reconnect.backoff.ms", "50")
+        .set("reconnect.backoff.max.ms", "1000")
+        // Notice a re-created topic soon (its metadata changed under us).
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("socket.keepalive.enable", "true");
+    c
+}
+
+/// The producer: `linger.ms` ≤ 1, idempotent with `acks=all`.
+pub(crate) fn producer(
+    cfg: &RelayConfig,
+    signals: &Arc<Signals>,
+) -> Result<Producer, RelayStartError> {
+    let mut c = base_config(cfg);
+    c.set("linger.ms", cfg.linger_ms.to_string())
+        .set("acks", cfg.acks.as_str())
+        .set(
+            "enable.idempotence",
+            if cfg.acks == super::config::Acks::All {
+                "true"
+            } else {
+                "false"
+            },
+        )
+        .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
+        .set(
+            "queue.buffering.max.messages",
+            cfg.producer_queue.to_string(),
+        )
+        // Records are small JSON-bearing envelopes; compression costs latency for little.
+        .set("compression.type", "none");
+    let gen = signals.producer_gen.fetch_add(1, Ordering::Relaxed) + 1;
+    c.create_with_context(ProducerCtx {
+        signals: signals.clone(),
+        gen,
+    })
+    .map_err(|e| RelayStartError::Kafka(format!("creating producer: {e}")))
+}
+
+/// The consumer of this node's delivery topic, in this node's group, subscribed.
+pub(crate) fn consumer(
+    cfg: &RelayConfig,
+    signals: &Arc<Signals>,
+) -> Result<ConsumerClient, RelayStartError> {
+    let mut c = base_config(cfg);
+    c.set("group.id", group_id(&cfg.prefix, &cfg.node_id))
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (cfg.session_timeout_ms / 3).max(100).to_string(),
+        )
+        .set("fetch.wait.max.ms", cfg.fetch_wait_ms.to_string())
+        .set("fetch.min.bytes", "1")
+        // A brand-new group (or a partition wiped by a broker restart) starts at the
+        // beginning: nothing produced before the first join is skipped; replays are
+        // deduplicated by the session core (client message id).
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.partition.eof", "false");
+    let gen = signals.consumer_gen.fetch_add(1, Ordering::Relaxed) + 1;
+    signals.assigned.store(0, Ordering::Relaxed);
+    let consumer: ConsumerClient = c
+        .create_with_context(ConsumerCtx {
+            signals: signals.clone(),
+            gen,
+        })
+        .map_err(|e| RelayStartError::Kafka(format!("creating consumer: {e}")))?;
+    consumer
+        .subscribe(&[&cfg.delivery_topic()])
+        .map_err(|e| RelayStartError::Kafka(format!("subscribing: {e}")))?;
+    Ok(consumer)
+}
+
+/// The admin client (topic creation).
+pub(crate) fn admin(cfg: &RelayConfig) -> Result<AdminClient<AdminCtx>, RelayStartError> {
+    base_config(cfg)
+        .create_with_context(AdminCtx)
+        .map_err(|e| RelayStartError::Kafka(format!("creating admin client: {e}")))
+}
+
+/// Admin client callbacks: logs only (its errors surface as request results).
+#[derive(Debug)]
+pub(crate) struct AdminCtx;
+
+impl ClientContext for AdminCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_to_tracing(level, fac, log_message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "kafka admin client error");
+    }
+}
+
+/// Creates this node's delivery topic and the two events topics; "already exists" is
+/// success. Run at start and after every recovery (an in-memory broker forgets topics).
+pub(crate) async fn ensure_topics(
+    admin: &AdminClient<AdminCtx>,
+    cfg: &RelayConfig,
+    timeout: Duration,
+) -> Result<(), String> {
+    let names = [
+        cfg.delivery_topic(),
+        super::events::EventTopic::Control.name(&cfg.prefix),
+        super::events::EventTopic::Analytics.name(&cfg.prefix),
+    ];
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            // Events topics need no spread: one partition keeps them in order.
+            let parts = if i == 0 { cfg.partitions } else { 1 };
+            NewTopic::new(n, parts, TopicReplication::Fixed(cfg.replication))
+        })
+        .collect();
+    let opts = AdminOptions::new().request_timeout(Some(timeout));
+    let results = admin
+        .create_topics(&topics, &opts)
+        .await
+        .map_err(|e| format!("create topics: {e}"))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(format!("create topic {name}: {code}")),
+        }
+    }
+    Ok(())
+}
+
+/// One consumed record, copied out of librdkafka's buffer.
+#[derive(Debug)]
+pub(crate) struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub value: Vec<u8>,
+}
+
+/// Blocks up to `wait` for the first record, then takes whatever else is ready, up to `max`.
+/// Runs on a blocking thread. Errors other than the benign ones are returned for the health
+/// loop.
+pub(crate) fn poll_batch(
+    consumer: &ConsumerClient,
+    wait: Duration,
+    max: usize,
+) -> (Vec<Consumed>, Option<String>) {
+    let mut out = Vec::new();
+    let mut error = None;
+    let mut timeout = wait;
+    while out.len() < max {
+        match consumer.poll(timeout) {
+            None => break,
+            Some(Ok(m)) => out.push(Consumed {
+                partition: m.partition(),
+                offset: m.offset(),
+                value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            }),
+            Some(Err(e)) => {
+                error = Some(short(&e.to_string()));
+                break;
+            }
+        }
+        timeout = Duration::ZERO;
+    }
+    (out, error)
+}

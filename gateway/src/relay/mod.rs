@@ -1,0 +1,449 @@
+//! The cross-node relay: messages for users owned by another node travel through Kafka.
+//!
+//! A message for a user whose ring owner is node `N` is produced once to `N`'s delivery
+//! topic, keyed by the recipient's user id (so one user's records share a partition and keep
+//! their order), and `N` consumes it into the recipient's home shard
+//! (`rtc_ring::shard_of(user, shards)`). Records are [`rtc_protocol::relay::Envelope`]s
+//! (binary, versioned); a record that does not decode is skipped and counted.
+//!
+//! # Names
+//! | what | name |
+//! |---|---|
+//! | delivery topic of node `N` (created by `N`, [`RelayConfig::partitions`] partitions, default 8) | `<prefix>.deliver.<N>` |
+//! | consumer group of node `N` (one member: the node) | `<prefix>-node-<N>` |
+//! | control events (ring versions, drains, scale decisions) | `<prefix>.events.control` |
+//! | analytics events (connect/disconnect…) | `<prefix>.events.analytics` |
+//!
+//! `prefix` is `KAFKA_TOPIC_PREFIX` (default `rtc`). Each node creates its own delivery
+//! topic and both events topics at start (admin client; "already exists" is fine) and again
+//! after every recovery, because a broker that restarts without storage forgets them.
+//!
+//! # Settings and why
+//! - Producer: `linger.ms=0` (≤ 1 allowed): a relay hop is on the message's latency path and
+//!   the shard rings already batch under load. `acks` from `KAFKA_ACKS` (default `all`); with
+//!   `all` the producer is idempotent (`enable.idempotence=true`) so its retries cannot
+//!   duplicate or reorder a user's records; `1`/`0` turn idempotence off (librdkafka requires
+//!   `all` for it). `message.timeout.ms` 5 s: a produce that cannot complete by then is
+//!   reported to the sender's shard rather than held indefinitely. No compression.
+//! - Consumer: `fetch.wait.max.ms=5` (an empty fetch returns within 5 ms so a new record
+//!   waits little), `session.timeout.ms` ≈ 6 s (`KAFKA_SESSION_TIMEOUT_MS`; a first join
+//!   waits about half of it), `auto.offset.reset=earliest` (a new group or a partition wiped
+//!   by a broker restart skips nothing; replays are deduplicated downstream), offsets
+//!   auto-committed every second (a restarted node resumes near where it stopped; Kafka is
+//!   not the record — the resume log is).
+//! - Both: reconnect backoff 50 ms..1 s (recover quickly after a broker restart).
+//!
+//! # Threads and rings
+//! librdkafka runs on its own threads plus one relay thread (an unpinned glommio executor
+//! with a small blocking pool, see `bridge.rs`). Each shard is joined to it by two bounded
+//! glommio `shared_channel` rings — the same primitive as the shard mesh, so a shard awaits
+//! its relay ring like any mesh ring and an idle relay costs no polling:
+//! - shard → relay ([`RelayShard::try_send`], capacity [`RelayConfig::outbound_ring`]):
+//!   a full ring hands the request back (`Err(Full(req))`, counted `ring_full`) and the
+//!   shard answers the sender with an error frame;
+//! - relay → shard ([`RelayInbound`], capacity [`RelayConfig::inbound_ring`] *batches*):
+//!   consumed envelopes, produce failures and health events, batched per shard per poll so a
+//!   busy relay wakes a shard once per batch, not per message. When a shard's ring is full
+//!   the relay waits (counted `inbound_ring_full`): the records stay in Kafka meanwhile.
+//!
+//! A produce that fails (librdkafka refuses it or its delivery report is an error) is counted
+//! `produce_failed` and comes back to its shard as [`RelayInbound::ProduceFailed`] carrying
+//! the shard's token. A successful produce is only counted: the sender's `sent` comes from
+//! the recipient node's receipt envelope, the commit point being the recipient's log.
+//!
+//! # Health
+//! The shards get [`RelayEvent::Lost`] when the relay may have missed records — all brokers
+//! down, a transport error confirmed by a failed metadata probe, a consumer error, a
+//! rebalance that revoked the partitions, a fatal producer error — and
+//! [`RelayEvent::Restored`] once a broker answers, the topics exist again and the consumer
+//! holds its partitions again (the first `Restored` also marks the end of start-up). On
+//! `Restored` the node reconciles its connected users against their logs.
+//!
+//! Recovery, and the librdkafka hazards it works around (all seen against tansu restarting
+//! with in-memory storage):
+//! - on loss the consumer is discarded at once and a new one subscribes only after the
+//!   topics were re-created: librdkafka 2.12.1 dereferences a NULL topic name (SIGSEGV in
+//!   `rd_kafka_metadata_update_op`) when a fetch answer carries a leader hint without a
+//!   topic id, which is what a restarted broker sends for a partition it no longer knows;
+//! - when a broker answers again the producer is rebuilt: the idempotent producer's id and
+//!   sequence numbers are unknown to the new broker and every record would time out;
+//! - still lost after [`RelayConfig::recreate_after`] → every client is rebuilt (a fatal
+//!   producer error rebuilds the producer at once);
+//! - discarded clients are closed on a separate thread (closing one against a dead broker
+//!   can hang) and their callbacks are muted (a generation number), so a late revoke from
+//!   an old consumer cannot raise a spurious `Lost`.
+//!
+//! # Wiring (what the node calls)
+//! 1. Main thread: `let (relay, plan) = Relay::start(RelayConfig::from_env(node_id)?, shards)?;`
+//!    keep `relay` for the node's life (its `counters()` for `/metrics`, `events()` for
+//!    control/analytics events); share `plan` with the shards (`Arc`).
+//! 2. Each shard: `let (relay_tx, relay_rx) = plan.take(shard_id).expect(..).connect().await;`
+//!    (every shard must connect; like the mesh, connecting completes when both sides have).
+//! 3. Send: `relay_tx.try_send(ProduceRequest::envelope(owner_node, &env, token)?)`;
+//!    `Err(Full(req))` → error frame to the sender.
+//! 4. Receive: a task `while let Some(item) = relay_rx.recv().await { match item { .. } }`.
+//!
+//! # Layout
+//! - `config.rs` — [`RelayConfig`], [`Acks`], topic/group naming.
+//! - `counters.rs` — [`RelayCounters`].
+//! - `kafka.rs` — librdkafka contexts, client settings, topic creation, batch polling.
+//! - `bridge.rs` — the relay executor: feed tasks, pumps, health loop.
+//! - `events.rs` — [`EventPublisher`] for the control and analytics topics.
+
+mod bridge;
+pub mod config;
+pub mod counters;
+pub mod events;
+mod kafka;
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
+use rtc_protocol::relay::{Envelope, RelayError};
+
+pub use config::{Acks, RelayConfig};
+pub use counters::{RelayCounters, RelayCountersSnapshot};
+pub use events::{EventPublisher, EventTopic};
+
+/// Io memory of the relay executor: it does no file or socket I/O of its own.
+const RELAY_IO_MEMORY: usize = 256 * 1024;
+/// Blocking-pool threads of the relay executor: producer poll, consumer poll, probes.
+const RELAY_BLOCKING_THREADS: usize = 3;
+/// Longest [`Relay::start`] keeps trying to create the topics.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest dropping a [`Relay`] waits for its thread to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayStartError {
+    /// A configuration value is out of range.
+    #[error("relay config: {0}")]
+    Config(&'static str),
+    /// librdkafka refused a client configuration or the broker did not answer in time.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// The relay thread could not be started.
+    #[error("relay thread: {0}")]
+    Thread(String),
+}
+
+/// A message (or receipt) to relay to another node. The shard encodes the envelope; the
+/// relay only routes bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceRequest {
+    /// Owner node of the recipient: the record goes to `<prefix>.deliver.<node>`.
+    pub node: String,
+    /// Record key: the recipient (per-user order).
+    pub key: String,
+    /// The encoded envelope.
+    pub value: Vec<u8>,
+    /// The shard's handle for this request, returned in [`ProduceFailure::token`].
+    pub token: u64,
+}
+
+impl ProduceRequest {
+    /// Encodes `env` for `node`, keyed by `env.dest`.
+    pub fn envelope(node: &str, env: &Envelope<'_>, token: u64) -> Result<Self, RelayError> {
+        let mut value = Vec::with_capacity(env.encoded_len());
+        env.encode(&mut value)?;
+        Ok(Self {
+            node: node.to_string(),
+            key: env.dest.to_string(),
+            value,
+            token,
+        })
+    }
+}
+
+/// A full shard → relay ring: the request comes back to the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Full<T>(pub T);
+
+/// One consumed record for this shard (already checked to decode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Kafka partition it came from.
+    pub partition: i32,
+    /// Its offset in that partition.
+    pub offset: i64,
+    /// The encoded envelope.
+    pub bytes: Vec<u8>,
+}
+
+impl Delivery {
+    /// The envelope, borrowing from this record (the relay decoded it once already to pick
+    /// the shard, so this does not fail for records it hands out).
+    pub fn envelope(&self) -> Result<Envelope<'_>, RelayError> {
+        Envelope::decode(&self.bytes)
+    }
+}
+
+/// A produce that did not reach the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceFailure {
+    /// The token the shard gave in [`ProduceRequest::token`].
+    pub token: u64,
+    /// librdkafka's reason, for logs.
+    pub reason: String,
+}
+
+/// Relay health as seen by the shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// Records may have been missed from now on (see the module doc for the triggers).
+    Lost {
+        /// What happened, for logs.
+        reason: String,
+    },
+    /// Delivering again (also sent once when start-up completes).
+    Restored,
+}
+
+/// What the relay hands a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayInbound {
+    /// Records for users whose home shard this is, in partition order.
+    Deliveries(Vec<Delivery>),
+    /// Produce requests of this shard that failed.
+    ProduceFailed(Vec<ProduceFailure>),
+    /// A health change.
+    Event(RelayEvent),
+}
+
+/// A shard's connected sending end.
+#[derive(Debug)]
+pub struct RelayShard {
+    tx: ConnectedSender<ProduceRequest>,
+    counters: Arc<RelayCounters>,
+    events: EventPublisher,
+}
+
+impl RelayShard {
+    /// Queues `req` for the relay without waiting. A full (or closed) ring hands it back;
+    /// counted `ring_full`.
+    pub fn try_send(&self, req: ProduceRequest) -> Result<(), Full<ProduceRequest>> {
+        match self.tx.try_send(req) {
+            Ok(()) => Ok(()),
+            Err(
+                glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(req))
+                | glommio::GlommioError::Closed(glommio::ResourceType::Channel(req)),
+            ) => {
+                RelayCounters::bump(&self.counters.ring_full);
+                Err(Full(req))
+            }
+            Err(e) => {
+                // glommio consumed the item in some other failure; still a counted refusal.
+                RelayCounters::bump(&self.counters.ring_full);
+                tracing::warn!(error = %e, "relay ring send failed");
+                Ok(())
+            }
+        }
+    }
+
+    /// The events publisher.
+    pub fn events(&self) -> &EventPublisher {
+        &self.events
+    }
+
+    /// The relay counters.
+    pub fn counters(&self) -> &Arc<RelayCounters> {
+        &self.counters
+    }
+}
+
+/// One shard's not-yet-connected ends.
+#[derive(Debug)]
+pub struct RelayEnds {
+    tx: SharedSender<ProduceRequest>,
+    rx: SharedReceiver<RelayInbound>,
+    counters: Arc<RelayCounters>,
+    events: EventPublisher,
+}
+
+impl RelayEnds {
+    /// Connects both ends on the calling shard (completes once the relay connected its own).
+    pub async fn connect(self) -> (RelayShard, ConnectedReceiver<RelayInbound>) {
+        let rx = glommio::spawn_local(self.rx.connect());
+        let tx = self.tx.connect().await;
+        let rx = rx.await;
+        (
+            RelayShard {
+                tx,
+                counters: self.counters,
+                events: self.events,
+            },
+            rx,
+        )
+    }
+}
+
+/// Every shard's ends, taken once per shard. The `Mutex` is touched at start-up only.
+#[derive(Debug)]
+pub struct RelayPlan {
+    ends: Mutex<Vec<Option<RelayEnds>>>,
+}
+
+impl RelayPlan {
+    /// Takes shard `id`'s ends (once).
+    pub fn take(&self, id: usize) -> Option<RelayEnds> {
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        ends.get_mut(id).and_then(Option::take)
+    }
+}
+
+/// The running relay. Dropping it stops the relay thread.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    counters: Arc<RelayCounters>,
+    events: EventPublisher,
+    stop: Arc<AtomicBool>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Relay {
+    /// Validates `config`, starts the relay thread, creates the topics and the clients, and
+    /// returns once they exist (or with an error after [`START_TIMEOUT`]). The consumer's
+    /// first join completes later: [`RelayEvent::Restored`] tells the shards.
+    pub fn start(
+        config: RelayConfig,
+        shards: usize,
+    ) -> Result<(Relay, RelayPlan), RelayStartError> {
+        config.validate()?;
+        if shards == 0 {
+            return Err(RelayStartError::Config("shards must be ≥ 1"));
+        }
+        let counters = Arc::new(RelayCounters::default());
+        let signals = Arc::new(kafka::Signals::new(counters.clone()));
+        let producer = kafka::producer(&config, &signals)?;
+        let admin = kafka::admin(&config)?;
+        let slot = Arc::new(events::ProducerSlot::new(producer));
+        let events = EventPublisher {
+            slot: slot.clone(),
+            control_topic: EventTopic::Control.name(&config.prefix).into(),
+            analytics_topic: EventTopic::Analytics.name(&config.prefix).into(),
+            counters: counters.clone(),
+        };
+
+        let mut from_shards = Vec::with_capacity(shards);
+        let mut to_shards = Vec::with_capacity(shards);
+        let mut ends = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let (tx, rx) = shared_channel::new_bounded(config.outbound_ring);
+            let (in_tx, in_rx) = shared_channel::new_bounded(config.inbound_ring);
+            from_shards.push(rx);
+            to_shards.push(in_tx);
+            ends.push(Some(RelayEnds {
+                tx,
+                rx: in_rx,
+                counters: counters.clone(),
+                events: events.clone(),
+            }));
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), RelayStartError>>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let cfg = config.clone();
+        let stop2 = stop.clone();
+        let builder = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .name(&format!("relay-{}", config.node_id))
+            .io_memory(RELAY_IO_MEMORY)
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(
+                RELAY_BLOCKING_THREADS,
+            ));
+        let thread = builder
+            .spawn(move || async move {
+                let deadline = Instant::now() + START_TIMEOUT;
+                loop {
+                    let last_err =
+                        match kafka::ensure_topics(&admin, &cfg, Duration::from_secs(3)).await {
+                            Ok(()) => break,
+                            Err(e) => e,
+                        };
+                    if Instant::now() >= deadline {
+                        let _ = ready_tx.send(Err(RelayStartError::Kafka(format!(
+                            "topics not created within {START_TIMEOUT:?} ({}): {last_err}",
+                            cfg.brokers
+                        ))));
+                        let _ = done_tx.send(());
+                        return;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(200)).await;
+                }
+                let consumer = match kafka::consumer(&cfg, &signals) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        let _ = done_tx.send(());
+                        return;
+                    }
+                };
+                let retire = bridge::retirement_thread();
+                let bridge = Rc::new(bridge::Bridge::new(
+                    cfg, signals, slot, consumer, admin, stop2, retire,
+                ));
+                let _ = ready_tx.send(Ok(()));
+                glommio::spawn_local(bridge.clone().run_pipes(from_shards, to_shards)).detach();
+                bridge.health_loop().await;
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| RelayStartError::Thread(e.to_string()))?;
+        // The thread ends on its own once `stop` is set; it is never joined (a hung
+        // librdkafka close must not hang the node), see `Drop`.
+        drop(thread);
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(RelayStartError::Thread("relay thread died".into())),
+        }
+        let relay = Relay {
+            config,
+            counters,
+            events,
+            stop,
+            done: done_rx,
+        };
+        let plan = RelayPlan {
+            ends: Mutex::new(ends),
+        };
+        Ok((relay, plan))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// The counters (for `/metrics`).
+    pub fn counters(&self) -> &Arc<RelayCounters> {
+        &self.counters
+    }
+
+    /// A publisher for control/analytics events.
+    pub fn events(&self) -> EventPublisher {
+        self.events.clone()
+    }
+
+    /// Waits up to `timeout` for librdkafka to hand every queued produce and event to the
+    /// broker (e.g. before a drained node exits).
+    pub fn flush(&self, timeout: Duration) -> bool {
+        use rdkafka::producer::Producer as _;
+        self.events.slot.get().flush(timeout).is_ok()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if self.done.recv_timeout(STOP_TIMEOUT).is_err() {
+            tracing::warn!("relay thread did not stop in time; leaving it");
+        }
+    }
+}
