@@ -128,13 +128,19 @@ pub fn gateway_with(extra: &[&str]) -> Option<Proc> {
     };
     // A placeholder binary exits at once; a real one keeps running and listens.
     let addr = free_addr();
-    let mut child = Command::new(&bin)
+    let child = Command::new(&bin)
         .args(["--listen", &addr.to_string(), "--shards", "1", "--echo"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
-        .spawn()
-        .ok()?;
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("SKIP gateway: cannot start {}: {e}", bin.display());
+            return None;
+        }
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if TcpStream::connect(addr).is_ok() {
