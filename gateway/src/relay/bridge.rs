@@ -106,6 +106,8 @@ pub(crate) struct Bridge {
     /// Pumps still running: at stop the executor waits for them so no blocking call is
     /// left answering an executor that is gone.
     pumps: Cell<usize>,
+    /// When the producer was last built (rebuilds on failing deliveries are rate-limited).
+    producer_built: Cell<Instant>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -139,6 +141,7 @@ impl Bridge {
             topics: RefCell::new(HashMap::new()),
             health: Cell::new(Health::Starting),
             pumps: Cell::new(0),
+            producer_built: Cell::new(Instant::now()),
         }
     }
 
@@ -320,8 +323,10 @@ impl Bridge {
         self.pumps.set(self.pumps.get().saturating_sub(1));
     }
 
-    /// Metadata round trip through the producer: is a broker answering?
-    async fn probe(&self) -> Result<(), String> {
+    /// Metadata round trip through the producer: does a broker answer, and does it still
+    /// know this node's delivery topic? (A broker that restarted without storage answers
+    /// but has forgotten it: records for this node may have been lost with it.)
+    async fn probe(&self) -> Result<bool, String> {
         let p = self.slot.get();
         let topic = self.cfg.delivery_topic();
         let (p, r) = glommio::executor()
@@ -329,7 +334,11 @@ impl Bridge {
                 let r = p
                     .client()
                     .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
-                    .map(|_| ())
+                    .map(|md| {
+                        md.topics().iter().any(|t| {
+                            t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                        })
+                    })
                     .map_err(|e| e.to_string());
                 (p, r)
             })
@@ -398,6 +407,7 @@ impl Bridge {
 
     fn rebuild_producer(&self) {
         RelayCounters::bump(&self.signals.counters.clients_recreated);
+        self.producer_built.set(Instant::now());
         self.signals.producer_fatal.store(false, Ordering::Relaxed);
         match kafka::producer(&self.cfg, &self.signals) {
             Ok(p) => {
@@ -438,13 +448,29 @@ impl Bridge {
             let flagged = self.signals.take_lost();
             match self.health.get() {
                 Health::Starting | Health::Up => {
+                    let suspect = self.signals.suspect.swap(false, Ordering::Relaxed);
+                    let failing = self.signals.delivery_failed.swap(false, Ordering::Relaxed);
                     let reason = match flagged {
                         Some(r) => Some(r),
-                        None if self.signals.suspect.swap(false, Ordering::Relaxed) => self
-                            .probe()
-                            .await
-                            .err()
-                            .map(|e| format!("broker unreachable: {e}")),
+                        // A transport error or a failed delivery: look. Either is often a
+                        // blip, but a broker that restarted quickly (no AllBrokersDown seen)
+                        // shows up here as a forgotten topic.
+                        None if suspect || failing => match self.probe().await {
+                            Err(e) => Some(format!("broker unreachable: {e}")),
+                            Ok(false) => Some("delivery topic gone (broker restarted?)".into()),
+                            Ok(true) => {
+                                if failing
+                                    && self.producer_built.get().elapsed()
+                                        >= self.cfg.recreate_after
+                                {
+                                    // Deliveries fail while the broker answers: the
+                                    // idempotent producer may be stuck on a producer id the
+                                    // broker forgot. A new one costs little.
+                                    self.rebuild_producer();
+                                }
+                                None
+                            }
+                        },
                         None => None,
                     };
                     if let Some(reason) = reason {
@@ -462,6 +488,7 @@ impl Bridge {
                 } => {
                     let probe = self.probe().await;
                     let mut ready = probe.is_ok();
+                    self.signals.delivery_failed.store(false, Ordering::Relaxed);
                     if ready && !fresh_producer {
                         // A broker answers again. The idempotent producer's id and sequence
                         // numbers may be unknown to it now (a broker without storage

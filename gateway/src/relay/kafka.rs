@@ -37,6 +37,8 @@ pub(crate) struct Signals {
     pub suspect: AtomicBool,
     /// The (idempotent) producer hit a fatal error and must be rebuilt.
     pub producer_fatal: AtomicBool,
+    /// A delivery to a node failed since the health loop last looked.
+    pub delivery_failed: AtomicBool,
     /// Partitions the consumer holds now (0 before the first assignment / after revoke).
     pub assigned: AtomicUsize,
     /// Failed deliveries `(shard, failure)` waiting for the producer pump.
@@ -55,6 +57,7 @@ impl Signals {
             lost: Mutex::new(None),
             suspect: AtomicBool::new(false),
             producer_fatal: AtomicBool::new(false),
+            delivery_failed: AtomicBool::new(false),
             assigned: AtomicUsize::new(0),
             failures: Mutex::new(Vec::new()),
             counters,
@@ -155,6 +158,7 @@ impl ProducerContext for ProducerCtx {
             (Err(_), true) => RelayCounters::bump(&c.events_failed),
             (Err((e, _)), false) => {
                 RelayCounters::bump(&c.produce_failed);
+                self.signals.delivery_failed.store(true, Ordering::Relaxed);
                 if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) && self.live() {
                     self.signals.producer_fatal.store(true, Ordering::Relaxed);
                 }

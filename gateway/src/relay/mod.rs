@@ -114,8 +114,6 @@ pub use events::{EventPublisher, EventTopic};
 const RELAY_IO_MEMORY: usize = 256 * 1024;
 /// Blocking-pool threads of the relay executor: producer poll, consumer poll, probes.
 const RELAY_BLOCKING_THREADS: usize = 3;
-/// Longest [`Relay::start`] keeps trying to create the topics.
-pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest dropping a [`Relay`] waits for its thread to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -309,7 +307,7 @@ pub struct Relay {
 
 impl Relay {
     /// Validates `config`, starts the relay thread, creates the topics and the clients, and
-    /// returns once they exist (or with an error after [`START_TIMEOUT`]). The consumer's
+    /// returns once they exist (or with an error after [`RelayConfig::start_timeout`]). The consumer's
     /// first join completes later: [`RelayEvent::Restored`] tells the shards.
     pub fn start(
         config: RelayConfig,
@@ -360,7 +358,7 @@ impl Relay {
             ));
         let thread = builder
             .spawn(move || async move {
-                let deadline = Instant::now() + START_TIMEOUT;
+                let deadline = Instant::now() + cfg.start_timeout;
                 loop {
                     let last_err =
                         match kafka::ensure_topics(&admin, &cfg, Duration::from_secs(3)).await {
@@ -369,8 +367,8 @@ impl Relay {
                         };
                     if Instant::now() >= deadline {
                         let _ = ready_tx.send(Err(RelayStartError::Kafka(format!(
-                            "topics not created within {START_TIMEOUT:?} ({}): {last_err}",
-                            cfg.brokers
+                            "topics not created within {:?} ({}): {last_err}",
+                            cfg.start_timeout, cfg.brokers
                         ))));
                         let _ = done_tx.send(());
                         return;
