@@ -97,7 +97,16 @@ fn prefix(tag: &str) -> String {
     format!("t{tag}{}x{}", std::process::id(), n % 1_000_000_000)
 }
 
+/// Relay logs in the test output when `RUST_LOG` asks (e.g. `RUST_LOG=gateway=debug`).
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 fn config(brokers: &str, prefix: &str, node: &str) -> RelayConfig {
+    init_logs();
     RelayConfig {
         brokers: brokers.to_string(),
         prefix: prefix.to_string(),

@@ -79,12 +79,27 @@ impl Signals {
 
     fn client_error(&self, error: &KafkaError, reason: &str) {
         match error.rdkafka_error_code() {
+            // librdkafka also reports "0/1 brokers are down" under this code (a bootstrap
+            // connection replaced by the real broker's): only a probe can tell.
+            Some(RDKafkaErrorCode::AllBrokersDown) if reason.starts_with("0/") => {
+                self.suspect.store(true, Ordering::Relaxed);
+            }
             Some(RDKafkaErrorCode::AllBrokersDown) => {
                 self.flag_lost(format!("all brokers down: {}", short(reason)));
             }
             Some(RDKafkaErrorCode::BrokerTransportFailure) => {
                 RelayCounters::bump(&self.counters.transport_errors);
                 self.suspect.store(true, Ordering::Relaxed);
+            }
+            // The broker forgot this idempotent producer (it restarted without storage):
+            // librdkafka refuses every record from now on; a new producer fixes it.
+            Some(
+                RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerIdMapping,
+            ) => {
+                self.producer_fatal.store(true, Ordering::Relaxed);
             }
             Some(RDKafkaErrorCode::Fatal) => {
                 self.producer_fatal.store(true, Ordering::Relaxed);

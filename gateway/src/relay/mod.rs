@@ -53,8 +53,10 @@
 //!
 //! # Health
 //! The shards get [`RelayEvent::Lost`] when the relay may have missed records — all brokers
-//! down, a transport error confirmed by a failed metadata probe, a consumer error, a
-//! rebalance that revoked the partitions, a fatal producer error — and
+//! down; a transport error or a failed delivery followed by a metadata probe that fails or
+//! finds this node's delivery topic gone (a broker that restarted without storage, quickly
+//! enough that librdkafka never reported all brokers down); a consumer error; a rebalance
+//! that revoked the partitions; a fatal producer error — and
 //! [`RelayEvent::Restored`] once a broker answers, the topics exist again and the consumer
 //! holds its partitions again (the first `Restored` also marks the end of start-up). On
 //! `Restored` the node reconciles its connected users against their logs.
@@ -66,12 +68,18 @@
 //!   `rd_kafka_metadata_update_op`) when a fetch answer carries a leader hint without a
 //!   topic id, which is what a restarted broker sends for a partition it no longer knows;
 //! - when a broker answers again the producer is rebuilt: the idempotent producer's id and
-//!   sequence numbers are unknown to the new broker and every record would time out;
+//!   sequence numbers are unknown to the new broker and every record would time out (also
+//!   done, at most once per `recreate_after`, when deliveries fail while the broker answers);
 //! - still lost after [`RelayConfig::recreate_after`] → every client is rebuilt (a fatal
 //!   producer error rebuilds the producer at once);
 //! - discarded clients are closed on a separate thread (closing one against a dead broker
 //!   can hang) and their callbacks are muted (a generation number), so a late revoke from
 //!   an old consumer cannot raise a spurious `Lost`.
+//!
+//! Residual risk: between a broker's restart and the relay noticing it (≤ one health tick
+//! plus a probe, ~0.2–2 s) the old consumer may still fetch and hit the librdkafka crash
+//! above. 90+ restart runs in the test suite have not hit it since the consumer is dropped
+//! on loss; a librdkafka release fixing `rd_kafka_metadata_update_op` removes it.
 //!
 //! # Wiring (what the node calls)
 //! 1. Main thread: `let (relay, plan) = Relay::start(RelayConfig::from_env(node_id)?, shards)?;`
@@ -383,7 +391,7 @@ impl Relay {
                         return;
                     }
                 };
-                let retire = bridge::retirement_thread();
+                let retire = bridge::Retirer::default();
                 let bridge = Rc::new(bridge::Bridge::new(
                     cfg, signals, slot, consumer, admin, stop2, retire,
                 ));
