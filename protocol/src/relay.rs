@@ -10,9 +10,9 @@
 //! | 8 | `msg_id` |
 //! | 8 | `offset` (0 = not assigned yet) |
 //! | 8 | `ts`, unix ms |
-//! | 1 + n | destination id (n ≤ [`MAX_DEST_LEN`]) |
-//! | 1 + n | sender user id (n ≤ 128) |
-//! | 1 + n | client message id (n ≤ 64, may be empty) |
+//! | 2 + n | destination id (n ≤ [`MAX_DEST_LEN`]) |
+//! | 2 + n | sender user id (n ≤ 128) |
+//! | 2 + n | client message id (n ≤ 64, may be empty) |
 //! | 4 + n | payload (raw JSON, n ≤ [`MAX_RELAY_PAYLOAD`]), must end the envelope |
 //!
 //! Binary, not JSON: the `relay_binary_vs_json` benchmark measures both (see
@@ -32,7 +32,7 @@ pub const RELAY_VERSION: u8 = 1;
 /// Longest destination id (user id, room name or node id), in bytes.
 pub const MAX_DEST_LEN: usize = 255;
 /// Largest payload an envelope may carry, in bytes.
-pub const MAX_RELAY_PAYLOAD: usize = 1 << 20;
+pub const MAX_RELAY_PAYLOAD: usize = 16 << 20;
 /// Fixed-size part of an envelope: version, kinds, three u64s.
 const FIXED_LEN: usize = 3 + 3 * 8;
 
@@ -148,7 +148,7 @@ impl<'a> Envelope<'a> {
     /// Bytes [`Envelope::encode`] appends.
     pub fn encoded_len(&self) -> usize {
         FIXED_LEN
-            + 3
+            + 6
             + self.dest.len()
             + self.from.len()
             + self.client_msg_id.len()
@@ -156,9 +156,10 @@ impl<'a> Envelope<'a> {
             + self.payload.len()
     }
 
-    /// Appends the binary form to `out`. Fails (appending nothing) if a field is over its
-    /// limit, so nothing undecodable is ever sent.
-    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), RelayError> {
+    /// Checks every field against its limit: an envelope that passes decodes on any
+    /// version-1 node. The gateway's inputs already respect these limits (user ids and
+    /// client message ids are validated when parsed, payloads are bounded by the frame size).
+    pub fn validate(&self) -> Result<(), RelayError> {
         if self.dest.is_empty() || self.dest.len() > MAX_DEST_LEN {
             return Err(RelayError::BadLength("dest"));
         }
@@ -171,6 +172,14 @@ impl<'a> Envelope<'a> {
         if self.payload.len() > MAX_RELAY_PAYLOAD {
             return Err(RelayError::BadLength("payload"));
         }
+        Ok(())
+    }
+
+    /// Appends the binary form to `out`. Infallible: the framing is always consistent (a
+    /// field longer than its length prefix can express is cut to fit), but a receiver
+    /// refuses fields over their limits, so call [`Envelope::validate`] first when the
+    /// fields did not come from validated input.
+    pub fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
         out.push(RELAY_VERSION);
         out.push(self.kind.to_byte());
@@ -179,12 +188,13 @@ impl<'a> Envelope<'a> {
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.ts.to_le_bytes());
         for s in [self.dest, self.from, self.client_msg_id] {
-            out.push(s.len() as u8);
-            out.extend_from_slice(s.as_bytes());
+            let n = s.len().min(u16::MAX as usize);
+            out.extend_from_slice(&(n as u16).to_le_bytes());
+            out.extend_from_slice(&s.as_bytes()[..n]);
         }
-        out.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(self.payload);
-        Ok(())
+        let n = self.payload.len().min(u32::MAX as usize);
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+        out.extend_from_slice(&self.payload[..n]);
     }
 
     /// Decodes one envelope occupying all of `input`.
@@ -335,8 +345,11 @@ fn take_str<'a>(
     field: &'static str,
     max: usize,
 ) -> Result<&'a str, RelayError> {
-    let (&n, tail) = rest.split_first().ok_or(RelayError::Truncated)?;
-    let n = n as usize;
+    if rest.len() < 2 {
+        return Err(RelayError::Truncated);
+    }
+    let (n, tail) = rest.split_at(2);
+    let n = u16::from_le_bytes([n[0], n[1]]) as usize;
     if n > max {
         return Err(RelayError::BadLength(field));
     }
@@ -376,7 +389,7 @@ mod tests {
                     ..sample()
                 };
                 let mut out = Vec::new();
-                e.encode(&mut out).unwrap();
+                e.encode(&mut out);
                 assert_eq!(out.len(), e.encoded_len());
                 assert_eq!(Envelope::decode(&out), Ok(e));
             }
@@ -394,7 +407,7 @@ mod tests {
     #[test]
     fn refuses_bad_input() {
         let mut out = Vec::new();
-        sample().encode(&mut out).unwrap();
+        sample().encode(&mut out);
         for cut in 0..out.len() {
             assert!(Envelope::decode(&out[..cut]).is_err(), "prefix {cut}");
         }
@@ -424,9 +437,16 @@ mod tests {
             dest: "",
             ..sample()
         };
-        assert_eq!(
-            e.encode(&mut Vec::new()),
-            Err(RelayError::BadLength("dest"))
-        );
+        assert_eq!(e.validate(), Err(RelayError::BadLength("dest")));
+        assert_eq!(sample().validate(), Ok(()));
+        // Even an over-long field keeps the framing consistent: the receiver refuses it by limit.
+        let long = "x".repeat(MAX_DEST_LEN + 1);
+        let mut out = Vec::new();
+        Envelope {
+            dest: &long,
+            ..sample()
+        }
+        .encode(&mut out);
+        assert_eq!(Envelope::decode(&out), Err(RelayError::BadLength("dest")));
     }
 }

@@ -90,7 +90,7 @@ proptest! {
 
     #[test]
     fn client_parsers_never_panic_on_bytes(bytes in vec(any::<u8>(), 0..600)) {
-        let a = ClientFrameParser::new().parse(&bytes);
+        let a = ClientFrameParser::new().parse_simd(&bytes);
         let b = parse_with_serde(&bytes);
         if let (Ok(a), Ok(b)) = (&a, &b) {
             prop_assert_eq!(a, b);
@@ -101,7 +101,7 @@ proptest! {
     #[test]
     fn valid_messages_parse_identically((doc, to, cid, payload) in message_frame()) {
         let input = doc.as_bytes();
-        for parsed in [ClientFrameParser::new().parse(input), parse_with_serde(input)] {
+        for parsed in [ClientFrameParser::new().parse_simd(input), parse_with_serde(input)] {
             match parsed {
                 Ok(ClientFrame::Message { to: t, client_msg_id: c, payload: p }) => {
                     prop_assert_eq!(&*t, to.as_str());
@@ -128,7 +128,7 @@ proptest! {
                 _ => bytes.insert(i, byte),
             }
         }
-        let a = ClientFrameParser::new().parse(&bytes);
+        let a = ClientFrameParser::new().parse_simd(&bytes);
         let b = parse_with_serde(&bytes);
         if let (Ok(a), Ok(b)) = (&a, &b) {
             prop_assert_eq!(a, b);
@@ -225,7 +225,7 @@ proptest! {
         // Any accepted input re-encodes to itself (the format has one encoding).
         if let Ok(e) = Envelope::decode(&bytes) {
             let mut out = Vec::new();
-            e.encode(&mut out).unwrap();
+            e.encode(&mut out);
             prop_assert_eq!(out, bytes);
         }
     }
@@ -240,7 +240,7 @@ proptest! {
             dest: &dest, from: &from, client_msg_id: &cid, msg_id, offset, ts, payload: &payload,
         };
         let mut out = Vec::new();
-        e.encode(&mut out).unwrap();
+        e.encode(&mut out);
         prop_assert_eq!(Envelope::decode(&out), Ok(e));
         let c = cut.index(out.len());
         prop_assert!(Envelope::decode(&out[..c]).is_err());

@@ -157,8 +157,11 @@ pub struct ProduceRequest {
 impl ProduceRequest {
     /// Encodes `env` for `node`, keyed by `env.dest`.
     pub fn envelope(node: &str, env: &Envelope<'_>, token: u64) -> Result<Self, RelayError> {
+        // `encode` is infallible once the fields are valid; an invalid envelope (an over-long
+        // id) is refused here rather than truncated on the wire.
+        env.validate()?;
         let mut value = Vec::with_capacity(env.encoded_len());
-        env.encode(&mut value)?;
+        env.encode(&mut value);
         Ok(Self {
             node: node.to_string(),
             key: env.dest.to_string(),

@@ -11,10 +11,18 @@
 //! - [`parse_with_serde`] (serde_json with a borrowed `&RawValue`): the reference
 //!   implementation, kept for the property tests that compare the two and for the benchmark.
 //!
-//! [`ClientFrame::parse`] uses the faster of the two as measured by the
-//! `parse_client_message_simd_vs_serde` benchmark (see `benches/RESULTS.md`).
+//! Both give the same result on every input the property tests produce. Which is faster
+//! depends on the size (see `benches/RESULTS.md`, `examples/parse_crossover.rs`): simd-json
+//! wins on small frames (~12% at 100 B: it finds the few fields without a per-byte state
+//! machine) and loses on large ones (~15% behind at 1.2 KiB, ~40% at 4 KiB: it copies the
+//! input twice and decodes every string of the payload, while serde_json's `RawValue`
+//! skims over it). So [`ClientFrameParser::parse`] uses simd-json up to
+//! [`SIMD_PARSE_MAX_LEN`] bytes and serde_json above, and the stateless
+//! [`ClientFrame::parse`] uses serde_json. Known differences at the edges, both refusals or accepted
+//! oddities of hostile input, never panics: serde_json refuses nesting deeper than 128 and
+//! lone UTF-16 surrogate escapes (`"\ud800"`), which simd-json accepts.
 
-use super::json::{skip_string, skip_value, skip_ws};
+use super::json::{skip_string, skip_ws};
 use super::{FrameError, MAX_ACK_IDS, MAX_CLIENT_MSG_ID_LEN};
 use crate::user::validate_user_id;
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
@@ -22,8 +30,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use simd_json::{Buffers, Node, StaticNode, Tape};
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::fmt;
+
+/// Frames up to this many bytes are parsed with simd-json, larger ones with serde_json
+/// (the measured crossover is between 200 and 400 B on the reference machine).
+pub const SIMD_PARSE_MAX_LEN: usize = 256;
 
 /// Scratch space above this is released after a parse, so one huge frame does not pin
 /// memory on a shard forever.
@@ -59,17 +70,12 @@ pub enum ClientFrame<'a> {
 impl<'a> ClientFrame<'a> {
     /// Parses one client text frame. Never mutates `input`; the payload is a sub-slice of it.
     ///
-    /// Uses a per-thread [`ClientFrameParser`] so scratch buffers are reused without the
-    /// caller holding one; a shard that wants explicit ownership uses the parser directly.
+    /// Stateless, so it uses serde_json: without a caller-owned scratch buffer, simd-json's
+    /// setup (a thread-local lookup, two copies) cancels its small-frame advantage. A shard
+    /// parsing many frames holds a [`ClientFrameParser`] instead (up to ~10% faster on small
+    /// frames, same results).
     pub fn parse(input: &'a [u8]) -> Result<Self, FrameError> {
-        thread_local! {
-            static PARSER: RefCell<ClientFrameParser> = RefCell::new(ClientFrameParser::new());
-        }
-        PARSER.with(|p| match p.try_borrow_mut() {
-            Ok(mut p) => p.parse(input),
-            // Only reachable through re-entrancy, which nothing here does; stay correct anyway.
-            Err(_) => ClientFrameParser::new().parse(input),
-        })
+        parse_with_serde(input)
     }
 
     /// The frame's `type` string.
@@ -167,8 +173,18 @@ impl ClientFrameParser {
         }
     }
 
-    /// Parses one client frame; see [`ClientFrame::parse`].
+    /// Parses one client frame with the faster parser for its size: simd-json up to
+    /// [`SIMD_PARSE_MAX_LEN`] bytes, serde_json above. The recommended hot path: a shard
+    /// holds one parser (this skips even the thread-local lookup of [`ClientFrame::parse`]).
     pub fn parse<'a>(&mut self, input: &'a [u8]) -> Result<ClientFrame<'a>, FrameError> {
+        if input.len() > SIMD_PARSE_MAX_LEN {
+            return parse_with_serde(input);
+        }
+        self.parse_simd(input)
+    }
+
+    /// Parses one client frame with simd-json whatever its size (benchmarks, tests).
+    pub fn parse_simd<'a>(&mut self, input: &'a [u8]) -> Result<ClientFrame<'a>, FrameError> {
         self.scratch.clear();
         self.scratch.extend_from_slice(input);
         let base = self.scratch.as_ptr() as usize;
@@ -246,7 +262,7 @@ fn extract<'a>(
     let mut f = Fields::default();
     let mut seen = 0u8;
     let mut i = 1;
-    for _ in 0..len {
+    for member in 0..len {
         let Some(Node::String(key)) = tape.get(i) else {
             return Err(FrameError::Malformed);
         };
@@ -271,7 +287,15 @@ fn extract<'a>(
             SEEN_TO => f.to = node_str(input, base, val)?,
             SEEN_CID => f.client_msg_id = node_str(input, base, val)?,
             SEEN_PAYLOAD if !matches!(val, Node::Static(StaticNode::Null)) => {
-                f.payload = Some(raw_value_after_key(input, key_off)?);
+                // The next member's key (if any) bounds the value from above, so the payload
+                // itself is never scanned: only the whitespace and separators around it.
+                let next_key_off = match tape.get(i + 1 + node_count(val)) {
+                    Some(Node::String(k)) if member + 1 < len => {
+                        Some((k.as_ptr() as usize).wrapping_sub(base))
+                    }
+                    _ => None,
+                };
+                f.payload = Some(raw_value_after_key(input, key_off, next_key_off)?);
             }
             SEEN_UP_TO => f.up_to = node_u64(val)?,
             SEEN_NONCE => f.nonce = node_u64(val)?,
@@ -297,8 +321,15 @@ fn extract<'a>(
     f.finish()
 }
 
-/// The raw bytes of the value following the key whose content starts at `key_off`.
-fn raw_value_after_key(input: &[u8], key_off: usize) -> Result<&[u8], FrameError> {
+/// The raw bytes of the value following the key whose content starts at `key_off`, in a
+/// document simd-json has validated. The value ends before the `,` that precedes the next
+/// key (whose content starts at `next_key_off`), or, for the last member, before the
+/// object's closing `}`: found by walking back over whitespace, never through the value.
+fn raw_value_after_key(
+    input: &[u8],
+    key_off: usize,
+    next_key_off: Option<usize>,
+) -> Result<&[u8], FrameError> {
     let quote = key_off.checked_sub(1).ok_or(FrameError::Malformed)?;
     let after_key = skip_string(input, quote).ok_or(FrameError::Malformed)?;
     let colon = skip_ws(input, after_key);
@@ -306,8 +337,27 @@ fn raw_value_after_key(input: &[u8], key_off: usize) -> Result<&[u8], FrameError
         return Err(FrameError::Malformed);
     }
     let start = skip_ws(input, colon + 1);
-    let end = skip_value(input, start).ok_or(FrameError::Malformed)?;
-    input.get(start..end).ok_or(FrameError::Malformed)
+    let (limit, closer) = match next_key_off {
+        Some(k) => (k.checked_sub(1).ok_or(FrameError::Malformed)?, b','),
+        None => (input.len(), b'}'),
+    };
+    let closer_at = skip_ws_back(input, limit).ok_or(FrameError::Malformed)?;
+    if input.get(closer_at) != Some(&closer) {
+        return Err(FrameError::Malformed);
+    }
+    let end = skip_ws_back(input, closer_at).map_or(0, |i| i + 1);
+    input
+        .get(start..end)
+        .filter(|v| !v.is_empty())
+        .ok_or(FrameError::Malformed)
+}
+
+/// Index of the last non-whitespace byte before `end`, if any.
+fn skip_ws_back(input: &[u8], end: usize) -> Option<usize> {
+    input
+        .get(..end)?
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// A string that borrows from the input when it has no escapes.
@@ -413,7 +463,7 @@ mod tests {
     use super::*;
 
     fn both(input: &[u8]) -> Result<ClientFrame<'_>, FrameError> {
-        let a = ClientFrameParser::new().parse(input);
+        let a = ClientFrameParser::new().parse_simd(input);
         let b = parse_with_serde(input);
         assert_eq!(
             a.is_ok(),
@@ -583,7 +633,7 @@ mod tests {
     }
 
     #[test]
-    fn input_is_not_mutated_and_thread_local_parse_works() {
+    fn input_is_not_mutated() {
         let input =
             br#"{"type":"message","to":"a","clientMsgId":"\u0041","payload":"\n\u00e9"}"#.to_vec();
         let copy = input.clone();

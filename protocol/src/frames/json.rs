@@ -1,5 +1,5 @@
 //! Hand-written JSON pieces for the hot path: string escaping and integer writing for the
-//! encoder, and a value skipper that finds the byte range of an already-validated value.
+//! encoder, and the small skips the client-frame parser uses to find a payload's byte range.
 
 /// For each byte: 0 if it goes out as is, else the character after the backslash
 /// (`u` meaning a `\u00XX` escape).
@@ -98,42 +98,6 @@ pub(crate) fn skip_ws(input: &[u8], mut pos: usize) -> usize {
     pos
 }
 
-/// The end (exclusive) of the JSON value starting at `pos`. The caller has validated the
-/// document; on anything unexpected this returns `None` rather than panicking.
-pub(crate) fn skip_value(input: &[u8], pos: usize) -> Option<usize> {
-    match *input.get(pos)? {
-        b'"' => skip_string(input, pos),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut i = pos;
-            loop {
-                match *input.get(i)? {
-                    b'"' => {
-                        i = skip_string(input, i)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-        }
-        _ => {
-            let mut i = pos;
-            while i < input.len() && !matches!(input[i], b',' | b'}' | b']') && !is_ws(input[i]) {
-                i += 1;
-            }
-            (i > pos).then_some(i)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,20 +131,5 @@ mod tests {
             write_u64(&mut out, v);
             assert_eq!(out, v.to_string().as_bytes());
         }
-    }
-
-    #[test]
-    fn skips_values() {
-        let doc = br#"{"a":[1,{"b":"]}\"x"}],"c":-1.5e3 ,"d":"\\","e":true}"#;
-        assert_eq!(skip_value(doc, 0), Some(doc.len()));
-        assert_eq!(
-            &doc[5..skip_value(doc, 5).unwrap()],
-            br#"[1,{"b":"]}\"x"}]"#
-        );
-        let c = 5 + br#"[1,{"b":"]}\"x"}],"c":"#.len();
-        assert_eq!(&doc[c..skip_value(doc, c).unwrap()], b"-1.5e3");
-        assert_eq!(skip_value(b"[1,", 0), None);
-        assert_eq!(skip_value(b"\"ab", 0), None);
-        assert_eq!(skip_value(b"", 0), None);
     }
 }

@@ -19,8 +19,8 @@
 //!
 //! # Layout
 //!
-//! - `client.rs` — [`ClientFrame`], its simd-json parser ([`ClientFrameParser`]) and the
-//!   serde_json reference parser.
+//! - `client.rs` — [`ClientFrame`] and its two parsers: simd-json ([`ClientFrameParser`],
+//!   small frames) and serde_json ([`parse_with_serde`], large frames).
 //! - `server.rs` — [`ServerFrame`] and its encoder.
 //! - `owned.rs` — [`OwnedServerFrame`], [`OwnedClientFrame`].
 //! - `json.rs` — string escaping, integer writing, value skipping.
@@ -30,7 +30,7 @@ pub(crate) mod json;
 mod owned;
 mod server;
 
-pub use client::{parse_with_serde, ClientFrame, ClientFrameParser};
+pub use client::{parse_with_serde, ClientFrame, ClientFrameParser, SIMD_PARSE_MAX_LEN};
 pub use owned::{OwnedClientFrame, OwnedServerFrame, RawPayload, ServerFrameError};
 pub use server::ServerFrame;
 
