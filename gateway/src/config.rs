@@ -110,6 +110,9 @@ pub struct Config {
     pub admin_token: String,
     /// Bearer token for heartbeats, when control requires one.
     pub node_token: String,
+    /// `redis://…` of the shared store. Empty = no store: the in-memory session log is the
+    /// commit point. Set: the Redis resume log is (see `shard/datapath.rs`).
+    pub redis_url: String,
 }
 
 impl Default for Config {
@@ -151,6 +154,7 @@ impl Default for Config {
             node_weight: 1,
             admin_token: String::new(),
             node_token: String::new(),
+            redis_url: String::new(),
         }
     }
 }
@@ -401,6 +405,10 @@ pub struct Settings {
     /// Bearer token for heartbeats (control's NODE_TOKEN).
     #[arg(long, env = "NODE_TOKEN", hide_env_values = true)]
     pub node_token: Option<String>,
+    /// Shared Redis store (`redis://host:port/db`): the resume log there is the commit
+    /// point, so users resume on any node. Empty = in-memory only.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
 }
 
 impl Settings {
@@ -452,6 +460,7 @@ impl Settings {
         set(&mut c.node_weight, &self.node_weight);
         set(&mut c.admin_token, &self.admin_token);
         set(&mut c.node_token, &self.node_token);
+        set(&mut c.redis_url, &self.redis_url);
     }
 }
 

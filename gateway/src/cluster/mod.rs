@@ -30,8 +30,9 @@
 //!   (`POST /v1/nodes/{id}/drain`, `ADMIN_TOKEN` as bearer) so placement stops sending users
 //!   here, then drains as a standalone node does (`drain.rs`).
 //!
-//! Not here: wiring cross-node delivery (`relay/`) and the Redis store (`store/`) into the
-//! message path; they can read the same per-shard ring through [`ShardRing::with_ring`].
+//! The Redis store is wired into the message path by `shard/datapath.rs` (`REDIS_URL`: the
+//! commit point, resume on any node; see `LIFECYCLE.md`). Not here yet: cross-node live
+//! delivery (`relay/`); it can read the same per-shard ring through [`ShardRing::with_ring`].
 //!
 //! # Layout
 //! - this file — [`Membership`] (the node-wide part: per-shard mailboxes, the version each

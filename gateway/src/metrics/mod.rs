@@ -66,6 +66,12 @@ counters! {
     Reconnect => (names::RECONNECTS_TOTAL, ""),
     /// A resume whose replay covered the client's offset.
     ResumeSuccess => (names::RESUME_SUCCESS_TOTAL, ""),
+    /// A store request failed: Redis unavailable or erring (`error unavailable`, 503).
+    DropStoreUnavailable => (names::DROPS_TOTAL, "reason=\"store_unavailable\""),
+    /// The shard's outstanding store requests hit their bound: the request was refused.
+    DropStoreQueueFull => (names::DROPS_TOTAL, "reason=\"store_queue_full\""),
+    /// Refused because the store (Redis) is unavailable (503).
+    HandshakeStoreUnavailable => (names::HANDSHAKES_TOTAL, "result=\"store_unavailable\""),
     /// A cross-shard ring was full: the item was refused (`error unavailable` to the sender).
     DropRingFull => (names::DROPS_TOTAL, "reason=\"ring_full\""),
     /// The outbound buffer was full: its oldest message was dropped (client told the gap).

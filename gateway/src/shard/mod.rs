@@ -4,10 +4,14 @@
 //! # Layout
 //! - `mesh.rs` — the SPSC rings between shards ([`mesh::Mesh`], [`mesh::RING_CAPACITY`]).
 //! - `msg.rs` — [`msg::ShardMsg`], what travels on those rings (hand-offs, commits, `sent`).
+//! - `messaging.rs` — attach, client frames, routing to the recipient's home shard, `sent`.
+//! - `datapath.rs` — the same with `REDIS_URL`: Redis is the commit point, the session core
+//!   a cache; replay from Redis at attach, acks and session records in Redis.
 //! - this file — [`Node`] (the little the shards share: config, drain flag, admission
 //!   limits, published metrics), [`Shard`] (per-core state) and [`run`], the shard's life:
 //!   listen, connect the mesh, then accept, route, sweep, publish metrics and drain.
 
+pub mod datapath;
 pub mod mesh;
 pub mod messaging;
 pub mod msg;
@@ -68,6 +72,10 @@ pub struct Node {
     pub keys: rtc_protocol::token::TokenKeys,
     /// Cluster membership: control's client, the shards' ring mailboxes (`cluster/`).
     pub cluster: crate::cluster::Membership,
+    /// The store's health (`REDIS_URL` set): `/readyz` and handshakes look at it.
+    pub store_health: Option<crate::store::StoreHealth>,
+    /// Each shard's store handle until the shard takes it, index = shard id.
+    pub store_handles: std::sync::Mutex<Vec<Option<crate::store::StoreHandle>>>,
 }
 
 impl Node {
@@ -93,6 +101,8 @@ impl Node {
             live: AtomicUsize::new(0),
             started: Instant::now(),
             cluster: crate::cluster::Membership::new(&config, shards),
+            store_health: None,
+            store_handles: std::sync::Mutex::new(Vec::new()),
             bound,
             shards,
             keys,
@@ -105,6 +115,17 @@ impl Node {
         let deadline = unix_ms() + self.config.drain_timeout_sec * 1000;
         self.drain_deadline_ms.store(deadline, Ordering::Release);
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// Shard `id`'s store handle (once).
+    pub fn take_store_handle(&self, id: usize) -> Option<crate::store::StoreHandle> {
+        let mut handles = self.store_handles.lock().ok()?;
+        handles.get_mut(id).and_then(Option::take)
+    }
+
+    /// False when a store is configured and Redis is not reachable.
+    pub fn store_ready(&self) -> bool {
+        self.store_health.as_ref().is_none_or(|h| h.is_healthy())
     }
 
     /// Whether the node is draining.
@@ -164,6 +185,8 @@ pub struct Shard {
     pub session: SessionGlue,
     /// This shard's copy of the ring: admission, redirects, rebalance (`cluster/`).
     pub placement: crate::cluster::ShardRing,
+    /// The shared store (`REDIS_URL`): the commit point when set (`datapath.rs`).
+    pub store: Option<Rc<datapath::StoreLink>>,
 }
 
 impl Shard {
@@ -260,6 +283,9 @@ pub async fn run(
         clock_s: Cell::new(0),
         session,
         placement: crate::cluster::ShardRing::default(),
+        store: node
+            .take_store_handle(id)
+            .map(|h| Rc::new(datapath::StoreLink::new(h))),
         node: node.clone(),
     });
     for rx in receivers {
@@ -271,6 +297,8 @@ pub async fn run(
         })
         .detach();
     }
+    glommio::spawn_local(datapath::run(shard.clone())).detach();
+    glommio::spawn_local(datapath::refresh_loop(shard.clone())).detach();
     glommio::spawn_local(publish_loop(shard.clone())).detach();
     glommio::spawn_local(sweep_loop(shard.clone())).detach();
     glommio::spawn_local(crate::drain::pace(shard.clone())).detach();
