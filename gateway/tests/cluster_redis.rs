@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Client, ConnectError, Gateway};
+use support::{metric_sum, Client, ConnectError, Gateway};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -204,6 +204,12 @@ fn two_nodes_share_the_resume_log_and_survive_redis_outages() {
     let err = alice.recv_type("error");
     assert_eq!(err["code"], "unavailable");
     assert_eq!(err["clientMsgId"], "m5");
+    let text = a.metrics_until(|t| {
+        metric_sum(t, "rtc_socket_drops_total", "store_unavailable") >= 1.0
+            && metric_sum(t, "rtc_socket_handshakes_total", "store_unavailable") >= 1.0
+    });
+    assert!(metric_sum(&text, "rtc_socket_drops_total", "store_unavailable") >= 1.0);
+    assert!(metric_sum(&text, "rtc_socket_handshakes_total", "store_unavailable") >= 1.0);
 
     // Redis is back (same data: AOF): everything works again by itself.
     redis.spawn();

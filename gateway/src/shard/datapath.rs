@@ -6,12 +6,12 @@
 //!   (locally or over the mesh, as without a store); that shard submits [`Request::Commit`].
 //!   One shard's requests go to Redis in order on one lane and complete in order, so the
 //!   cache sees this node's commits for a user in offset order. On the completion the message
-//!   is placed in the cache at the Redis-assigned offset ([`SessionCore::insert_at`], which
-//!   delivers it live) and the sender gets `sent {clientMsgId, msgId, offset}` (the Redis
+//!   is placed in the cache at the Redis-assigned offset ([`SessionCore::insert_at`](crate::session::SessionCore::insert_at), which
+//!   delivers it live; only users connected here are cached) and the sender gets `sent {clientMsgId, msgId, offset}` (the Redis
 //!   offset). A duplicate retry gets the first answer and appends nothing.
 //! - **Attach.** The connection is registered but its task is held (no frame read or written)
 //!   while `SetSession` and `Replay` (after `max(lastOffset, acked)`, paged while `more`)
-//!   complete; then the cache is reset to the store's head ([`SessionCore::sync_head`]), the
+//!   complete; then the cache is reset to the store's head ([`SessionCore::sync_head`](crate::session::SessionCore::sync_head)), the
 //!   core attaches at that head, and the task starts with `welcome`, an optional `gap`
 //!   (offsets Redis trimmed unacked) and the replayed messages. A resume may thus land on any
 //!   node. `lastOffset` above the store's head closes 4004 (as without a store).
@@ -218,7 +218,14 @@ fn commit_done(shard: &Shard, ctx: CommitCtx, result: Result<Reply, StoreError>)
             payload: req.payload,
             ts_ms,
         };
-        let placed = shard.session.core_mut().insert_at(&req.to, msg, unix_ms());
+        // Only a connected user's log is cached: an offline user's cache would be reset from
+        // Redis at its next attach anyway (`sync_head`), so holding it would only cost memory.
+        let connected = shard.session.core_mut().conn_of(&req.to).is_some();
+        let placed = if connected {
+            shard.session.core_mut().insert_at(&req.to, msg, unix_ms())
+        } else {
+            Ok(crate::session::Placed::Stale)
+        };
         if let Err(e) = placed {
             // Committed in Redis (a resume replays it) but not cached here.
             tracing::debug!(shard = shard.id, error = %e, "store commit not cached");
