@@ -113,6 +113,9 @@ pub struct Config {
     /// `redis://…` of the shared store. Empty = no store: the in-memory session log is the
     /// commit point. Set: the Redis resume log is (see `shard/datapath.rs`).
     pub redis_url: String,
+    /// Kafka bootstrap brokers of the relay (needs `redis_url` and `control_url`). Empty = no
+    /// relay: no live delivery between nodes (`shard/relaypath.rs`).
+    pub kafka_brokers: String,
 }
 
 impl Default for Config {
@@ -155,6 +158,7 @@ impl Default for Config {
             admin_token: String::new(),
             node_token: String::new(),
             redis_url: String::new(),
+            kafka_brokers: String::new(),
         }
     }
 }
@@ -196,6 +200,11 @@ impl Config {
             bail!("IO_MEMORY_KIB must be >= 64");
         }
         crate::cluster::validate(self)?;
+        if !self.kafka_brokers.is_empty()
+            && (self.redis_url.is_empty() || self.control_url.is_empty())
+        {
+            bail!("KAFKA_BROKERS needs REDIS_URL (the commit point) and a control URL (the ring)");
+        }
         Ok(())
     }
 
@@ -409,6 +418,10 @@ pub struct Settings {
     /// point, so users resume on any node. Empty = in-memory only.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Kafka brokers of the cross-node relay (`host:port,…`); needs REDIS_URL and a control
+    /// URL. Other relay knobs: `KAFKA_TOPIC_PREFIX`, `KAFKA_ACKS`, … (see `relay/`).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
 }
 
 impl Settings {
@@ -461,6 +474,7 @@ impl Settings {
         set(&mut c.admin_token, &self.admin_token);
         set(&mut c.node_token, &self.node_token);
         set(&mut c.redis_url, &self.redis_url);
+        set(&mut c.kafka_brokers, &self.kafka_brokers);
     }
 }
 

@@ -35,6 +35,18 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
         node.store_handles = std::sync::Mutex::new(handles.into_iter().map(Some).collect());
         Some(store)
     };
+    // KAFKA_BROKERS: the cross-node relay (`shard/relaypath.rs`); `_relay` keeps it running.
+    let _relay = if node.config.kafka_brokers.is_empty() {
+        None
+    } else {
+        let mut config = crate::relay::RelayConfig::from_env(&node.config.node_id)
+            .context("relay configuration")?;
+        config.brokers = node.config.kafka_brokers.clone();
+        let (relay, plan) =
+            crate::relay::Relay::start(config, shards).context("starting the kafka relay")?;
+        node.relay_plan = Some(plan);
+        Some(relay)
+    };
     let node = Arc::new(node);
     let plan = Arc::new(shard::mesh::MeshPlan::new(shards));
     let cpus = usable_cpus();

@@ -26,9 +26,11 @@
 //!   an attach whose replay fails closes 1013. Everything recovers by itself when the bridge
 //!   reconnects.
 //!
-//! Not covered here: messages committed for a user by *another* node while the user is
-//! connected here reach the cache only as a hole (`gap`, then a resume replays them) —
-//! live cross-node delivery is the relay's job (`relay/`, not wired yet).
+//! Messages committed for a user by *another* node reach this cache through the relay
+//! (`relaypath.rs`, `KAFKA_BROKERS`). Whenever a message lands above the cached `head + 1`
+//! (offsets committed elsewhere are missing here) the missing range is read from Redis first
+//! ([`fill`]), so a connection gets every offset in order; without a relay that happens at
+//! the next local commit for the user (or its next resume).
 //!
 //! Counters: `rtc_socket_drops_total{reason="store_unavailable"}` (a request failed because
 //! Redis was unavailable or erred), `{reason="store_queue_full"}` (the shard's outstanding
@@ -70,6 +72,10 @@ enum Pending {
     Refresh { user: Rc<str>, conn: u64 },
     /// The record read after a refused refresh.
     Recheck { user: Rc<str>, conn: u64 },
+    /// Offsets missing from a connected user's cache, read from Redis (`relaypath.rs`).
+    Fill { user: Rc<str> },
+    /// A connected user's Redis head, to compare with the cache (`relaypath.rs`).
+    Reconcile { user: Rc<str> },
     /// Fire and forget (acks, removes, re-sets): errors are counted only.
     Ignore,
 }
@@ -172,6 +178,15 @@ pub async fn run(shard: Rc<Shard>) {
                 Some(Pending::Recheck { user, conn }) => {
                     recheck_done(&shard, &link, &user, conn, c.result)
                 }
+                Some(Pending::Fill { user }) => fill_done(&shard, &link, user, c.result),
+                Some(Pending::Reconcile { user }) => {
+                    if let Ok(Reply::Head(h)) = c.result {
+                        let cached = shard.session.core_mut().head_offset(&user).unwrap_or(0);
+                        if h.head > cached {
+                            fill(&shard, &link, user, cached);
+                        }
+                    }
+                }
                 Some(Pending::Ignore) | None => {}
             }
         }
@@ -211,6 +226,19 @@ fn commit_done(shard: &Shard, ctx: CommitCtx, result: Result<Reply, StoreError>)
     };
     if !r.duplicate {
         debug_assert_eq!(r.msg_id, msg_id);
+        if let Some(owner) = super::relaypath::owner_elsewhere(shard, &req.to) {
+            super::relaypath::produce(
+                shard,
+                &owner,
+                &req.to,
+                &req.from,
+                &req.client_msg_id,
+                r.msg_id,
+                r.offset,
+                ts_ms,
+                &req.payload,
+            );
+        }
         let msg = Message {
             msg_id: r.msg_id,
             offset: r.offset,
@@ -218,19 +246,7 @@ fn commit_done(shard: &Shard, ctx: CommitCtx, result: Result<Reply, StoreError>)
             payload: req.payload,
             ts_ms,
         };
-        // Only a connected user's log is cached: an offline user's cache would be reset from
-        // Redis at its next attach anyway (`sync_head`), so holding it would only cost memory.
-        let connected = shard.session.core_mut().conn_of(&req.to).is_some();
-        let placed = if connected {
-            shard.session.core_mut().insert_at(&req.to, msg, unix_ms())
-        } else {
-            Ok(crate::session::Placed::Stale)
-        };
-        if let Err(e) = placed {
-            // Committed in Redis (a resume replays it) but not cached here.
-            tracing::debug!(shard = shard.id, error = %e, "store commit not cached");
-        }
-        messaging::run_events(shard);
+        place(shard, &req.to, msg);
     }
     let reply = SentReply {
         sender: req.from,
@@ -244,6 +260,84 @@ fn commit_done(shard: &Shard, ctx: CommitCtx, result: Result<Reply, StoreError>)
     } else {
         // A full ring back is a counted drop; the sender's retry is deduplicated by Redis.
         let _ = shard.send_to(req.reply_to, ShardMsg::Sent(Box::new(reply)));
+    }
+}
+
+/// Places a Redis-committed message in the cache of `to` when `to` is connected here (and
+/// delivers it); an offline user's cache would be reset from Redis at its next attach anyway
+/// (`sync_head`), so it is not kept. A message above `head + 1` means offsets committed
+/// elsewhere are missing here: they (and this one) are read from Redis instead ([`fill`]),
+/// so the connection gets every offset in order rather than a `gap`.
+pub fn place(shard: &Shard, to: &str, msg: Message) {
+    let head = {
+        let core = shard.session.core_mut();
+        if core.conn_of(to).is_none() {
+            return;
+        }
+        core.head_offset(to).unwrap_or(0)
+    };
+    if msg.offset > head + 1 {
+        if let Some(link) = shard.store.as_ref() {
+            return fill(shard, link, Rc::from(to), head);
+        }
+    }
+    place_read(shard, to, msg);
+}
+
+/// Places a message read back from Redis: a hole before it is final (acked by id or trimmed
+/// there), so the cache jumps it (`insert_at`'s gap).
+fn place_read(shard: &Shard, to: &str, msg: Message) {
+    let placed = {
+        let mut core = shard.session.core_mut();
+        if core.conn_of(to).is_none() {
+            return;
+        }
+        core.insert_at(to, msg, unix_ms())
+    };
+    if let Err(e) = placed {
+        // Committed in Redis (a resume replays it) but not cached here.
+        tracing::debug!(shard = shard.id, error = %e, "store commit not cached");
+    }
+    messaging::run_events(shard);
+}
+
+/// Reads `user`'s log after `after` from Redis into the cache (connected users only).
+pub fn fill(shard: &Shard, link: &StoreLink, user: Rc<str>, after: u64) {
+    let req = Request::Replay {
+        user: Box::from(&*user),
+        after,
+        limit: 0,
+        now_ms: unix_ms(),
+    };
+    let _ = link.submit(shard, req, Pending::Fill { user });
+}
+
+/// Compares `user`'s Redis head with the cache and fills what is missing.
+pub fn reconcile(shard: &Shard, link: &StoreLink, user: Rc<str>) {
+    let req = Request::Head {
+        user: Box::from(&*user),
+    };
+    let _ = link.submit(shard, req, Pending::Reconcile { user });
+}
+
+fn fill_done(shard: &Shard, link: &StoreLink, user: Rc<str>, result: Result<Reply, StoreError>) {
+    let Ok(Reply::Replay { more, entries, .. }) = result else {
+        return;
+    };
+    let mut last = 0;
+    for e in entries {
+        last = e.offset;
+        let msg = Message {
+            msg_id: e.msg_id,
+            offset: e.offset,
+            from: Rc::from(&*e.from),
+            payload: e.payload,
+            ts_ms: e.ts_ms,
+        };
+        place_read(shard, &user, msg);
+    }
+    if more && last > 0 && shard.session.core_mut().conn_of(&user).is_some() {
+        fill(shard, link, user, last);
     }
 }
 
@@ -516,5 +610,11 @@ fn finish_attach(shard: &Shard, mut ctx: AttachCtx, head: u64, acked: u64) {
         }
     }
     messaging::run_events(shard);
+    if shard.relay.is_some() {
+        // Messages committed by other nodes between the replay and now reached no cache.
+        if let Some(link) = shard.store.as_ref() {
+            reconcile(shard, link, ctx.user.clone());
+        }
+    }
     glommio::spawn_local(ctx.task).detach();
 }

@@ -7,6 +7,8 @@
 //! - `messaging.rs` — attach, client frames, routing to the recipient's home shard, `sent`.
 //! - `datapath.rs` — the same with `REDIS_URL`: Redis is the commit point, the session core
 //!   a cache; replay from Redis at attach, acks and session records in Redis.
+//! - `relaypath.rs` — with `KAFKA_BROKERS` too: committed messages for users owned by another
+//!   node go through Kafka to it; holes and relay losses are filled from Redis.
 //! - this file — [`Node`] (the little the shards share: config, drain flag, admission
 //!   limits, published metrics), [`Shard`] (per-core state) and [`run`], the shard's life:
 //!   listen, connect the mesh, then accept, route, sweep, publish metrics and drain.
@@ -15,6 +17,7 @@ pub mod datapath;
 pub mod mesh;
 pub mod messaging;
 pub mod msg;
+pub mod relaypath;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -74,6 +77,8 @@ pub struct Node {
     pub cluster: crate::cluster::Membership,
     /// The store's health (`REDIS_URL` set): `/readyz` and handshakes look at it.
     pub store_health: Option<crate::store::StoreHealth>,
+    /// The relay's per-shard ends (`KAFKA_BROKERS`), each taken by its shard at start.
+    pub relay_plan: Option<crate::relay::RelayPlan>,
     /// Each shard's store handle until the shard takes it, index = shard id.
     pub store_handles: std::sync::Mutex<Vec<Option<crate::store::StoreHandle>>>,
 }
@@ -102,6 +107,7 @@ impl Node {
             started: Instant::now(),
             cluster: crate::cluster::Membership::new(&config, shards),
             store_health: None,
+            relay_plan: None,
             store_handles: std::sync::Mutex::new(Vec::new()),
             bound,
             shards,
@@ -187,6 +193,8 @@ pub struct Shard {
     pub placement: crate::cluster::ShardRing,
     /// The shared store (`REDIS_URL`): the commit point when set (`datapath.rs`).
     pub store: Option<Rc<datapath::StoreLink>>,
+    /// The cross-node relay (`KAFKA_BROKERS`, `relaypath.rs`).
+    pub relay: Option<crate::relay::RelayShard>,
 }
 
 impl Shard {
@@ -273,6 +281,13 @@ pub async fn run(
         }
     };
     let (mesh, receivers) = ends.connect().await;
+    let (relay, relay_rx) = match node.relay_plan.as_ref().and_then(|p| p.take(id)) {
+        Some(ends) => {
+            let (tx, rx) = ends.connect().await;
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let shard = Rc::new(Shard {
         id,
         mesh,
@@ -286,6 +301,7 @@ pub async fn run(
         store: node
             .take_store_handle(id)
             .map(|h| Rc::new(datapath::StoreLink::new(h))),
+        relay,
         node: node.clone(),
     });
     for rx in receivers {
@@ -298,6 +314,10 @@ pub async fn run(
         .detach();
     }
     glommio::spawn_local(datapath::run(shard.clone())).detach();
+    if let Some(rx) = relay_rx {
+        glommio::spawn_local(relaypath::run(shard.clone(), rx)).detach();
+        glommio::spawn_local(relaypath::sweep(shard.clone())).detach();
+    }
     glommio::spawn_local(datapath::refresh_loop(shard.clone())).detach();
     glommio::spawn_local(publish_loop(shard.clone())).detach();
     glommio::spawn_local(sweep_loop(shard.clone())).detach();
