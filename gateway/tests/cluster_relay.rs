@@ -6,6 +6,7 @@
 //!
 //! Starts its own Redis and broker (it restarts the broker). Sized for a loaded 2-core
 //! machine: 50 users, deadlines of minutes, no latency assertion; every child killed on drop.
+//! `CLUSTER_RELAY_NO_RESTART=1` skips the broker restart (to tell relay from restart issues).
 
 mod support;
 
