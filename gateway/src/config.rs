@@ -110,6 +110,12 @@ pub struct Config {
     pub admin_token: String,
     /// Bearer token for heartbeats, when control requires one.
     pub node_token: String,
+    /// `redis://…` of the shared store. Empty = no store: the in-memory session log is the
+    /// commit point. Set: the Redis resume log is (see `shard/datapath.rs`).
+    pub redis_url: String,
+    /// Kafka bootstrap brokers of the relay (needs `redis_url` and `control_url`). Empty = no
+    /// relay: no live delivery between nodes (`shard/relaypath.rs`).
+    pub kafka_brokers: String,
 }
 
 impl Default for Config {
@@ -151,6 +157,8 @@ impl Default for Config {
             node_weight: 1,
             admin_token: String::new(),
             node_token: String::new(),
+            redis_url: String::new(),
+            kafka_brokers: String::new(),
         }
     }
 }
@@ -192,6 +200,11 @@ impl Config {
             bail!("IO_MEMORY_KIB must be >= 64");
         }
         crate::cluster::validate(self)?;
+        if !self.kafka_brokers.is_empty()
+            && (self.redis_url.is_empty() || self.control_url.is_empty())
+        {
+            bail!("KAFKA_BROKERS needs REDIS_URL (the commit point) and a control URL (the ring)");
+        }
         Ok(())
     }
 
@@ -401,6 +414,14 @@ pub struct Settings {
     /// Bearer token for heartbeats (control's NODE_TOKEN).
     #[arg(long, env = "NODE_TOKEN", hide_env_values = true)]
     pub node_token: Option<String>,
+    /// Shared Redis store (`redis://host:port/db`): the resume log there is the commit
+    /// point, so users resume on any node. Empty = in-memory only.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Kafka brokers of the cross-node relay (`host:port,…`); needs REDIS_URL and a control
+    /// URL. Other relay knobs: `KAFKA_TOPIC_PREFIX`, `KAFKA_ACKS`, … (see `relay/`).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
 }
 
 impl Settings {
@@ -452,6 +473,8 @@ impl Settings {
         set(&mut c.node_weight, &self.node_weight);
         set(&mut c.admin_token, &self.admin_token);
         set(&mut c.node_token, &self.node_token);
+        set(&mut c.redis_url, &self.redis_url);
+        set(&mut c.kafka_brokers, &self.kafka_brokers);
     }
 }
 

@@ -15,7 +15,39 @@ use crate::shard::{self, Node};
 pub fn run(config: Config) -> anyhow::Result<i32> {
     let shards = config.shard_count();
     let (bound, reservation) = reserve_port(config.listen).context("binding the listen address")?;
-    let node = Arc::new(Node::new(config, bound, shards));
+    let mut node = Node::new(config, bound, shards);
+    // REDIS_URL: the shared store. Its bridges connect in the background (readiness and
+    // handshakes say 503 until they have); `_store` keeps them running until exit.
+    let _store = if node.config.redis_url.is_empty() {
+        None
+    } else {
+        let config = crate::store::StoreConfig {
+            redis_url: node.config.redis_url.clone(),
+            // The Redis log keeps the bounds the in-memory one would.
+            buffer_max: node.config.buffer_max,
+            resume_ttl_sec: node.config.resume_ttl_sec,
+            dedup_max: node.config.dedup_max,
+            ..crate::store::StoreConfig::default()
+        };
+        let (store, handles) =
+            crate::store::Store::start(config, shards).context("starting the redis store")?;
+        node.store_health = Some(store.health_probe());
+        node.store_handles = std::sync::Mutex::new(handles.into_iter().map(Some).collect());
+        Some(store)
+    };
+    // KAFKA_BROKERS: the cross-node relay (`shard/relaypath.rs`); `_relay` keeps it running.
+    let _relay = if node.config.kafka_brokers.is_empty() {
+        None
+    } else {
+        let mut config = crate::relay::RelayConfig::from_env(&node.config.node_id)
+            .context("relay configuration")?;
+        config.brokers = node.config.kafka_brokers.clone();
+        let (relay, plan) =
+            crate::relay::Relay::start(config, shards).context("starting the kafka relay")?;
+        node.relay_plan = Some(plan);
+        Some(relay)
+    };
+    let node = Arc::new(node);
     let plan = Arc::new(shard::mesh::MeshPlan::new(shards));
     let cpus = usable_cpus();
     let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<()>>();

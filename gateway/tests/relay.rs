@@ -97,7 +97,16 @@ fn prefix(tag: &str) -> String {
     format!("t{tag}{}x{}", std::process::id(), n % 1_000_000_000)
 }
 
+/// Relay logs in the test output when `RUST_LOG` asks (e.g. `RUST_LOG=gateway=debug`).
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 fn config(brokers: &str, prefix: &str, node: &str) -> RelayConfig {
+    init_logs();
     RelayConfig {
         brokers: brokers.to_string(),
         prefix: prefix.to_string(),
@@ -466,45 +475,84 @@ fn a_broker_restart_is_reported_lost_then_restored_and_delivery_resumes() {
     }
     let before = max_seq(&seen);
 
-    // Restart the in-memory broker on the same port: it forgets topics, groups, offsets.
-    drop(broker);
-    let mut during = Vec::new();
-    wait_event(&node_b, 2, &is_lost, "Lost on B", &mut during);
-    std::thread::sleep(Duration::from_millis(500));
-    broker = start_broker_on(port);
-    wait_event(&node_b, 2, &is_restored, "Restored on B", &mut during);
-
-    // Delivery resumes: messages sent after the restart arrive.
-    let restored_at = max_seq(&during).max(before);
-    let mut after = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    while max_seq(&after) < restored_at + 50 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match node_b.rx.recv_timeout(left) {
-            Ok(x) => after.push(x),
-            Err(_) => panic!(
-                "delivery did not resume after the restart (A {:?}, B {:?}); A's last failures: {:?}",
-                node_a.relay.counters().snapshot(),
-                node_b.relay.counters().snapshot(),
-                node_a.rx.try_iter().filter(|(_, s)| matches!(s, Seen::Failed(_))).take(3).collect::<Vec<_>>()
-            ),
+    // Restart the in-memory broker on the same port (it forgets topics, groups, offsets),
+    // twice: each time B reports Lost then Restored and delivery resumes.
+    const RESTARTS: usize = 2;
+    let mut last = before;
+    for round in 0..RESTARTS {
+        drop(broker);
+        let mut during = Vec::new();
+        wait_event(&node_b, 2, &is_lost, "Lost on B", &mut during);
+        std::thread::sleep(Duration::from_millis(500));
+        broker = start_broker_on(port);
+        wait_event(&node_b, 2, &is_restored, "Restored on B", &mut during);
+        let restored_at = max_seq(&during).max(last);
+        let mut after = Vec::new();
+        let deadline = Instant::now() + DEADLINE;
+        while max_seq(&after) < restored_at + 50 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match node_b.rx.recv_timeout(left) {
+                Ok(x) => after.push(x),
+                Err(_) => panic!(
+                    "delivery did not resume after restart {round} (A {:?}, B {:?})",
+                    node_a.relay.counters().snapshot(),
+                    node_b.relay.counters().snapshot(),
+                ),
+            }
         }
+        last = max_seq(&after);
     }
     let b = node_b.relay.counters().snapshot();
-    assert!(b.lost >= 1 && b.restored >= 2, "{b:?}");
-    // A (the sender) went through the same: Lost, then Restored on its shard.
-    let mut a_seen = Vec::new();
-    wait_event(&node_a, 1, &is_lost, "Lost on A", &mut a_seen);
-    wait_event(&node_a, 1, &is_restored, "Restored on A", &mut a_seen);
-    // Nothing silent on A: what it did not get acknowledged came back as a failure.
-    let a = node_a.relay.counters().snapshot();
-    let failed_seen = node_a
-        .rx
-        .try_iter()
-        .filter(|(_, s)| matches!(s, Seen::Failed(_)))
-        .count() as u64;
-    assert!(failed_seen <= a.produce_failed, "{a:?}");
+    assert!(
+        b.lost >= RESTARTS as u64 && b.restored > RESTARTS as u64,
+        "{b:?}"
+    );
+
+    // A (the sender) went through the same, and nothing was silent there: every produce
+    // that failed during the outages came back to its shard.
+    let mut a_seen: Vec<(usize, Seen)> = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        a_seen.extend(node_a.rx.try_iter());
+        let lost = a_seen
+            .iter()
+            .filter(|(_, s)| matches!(s, Seen::Event(e) if is_lost(e)))
+            .count();
+        let last_lost = a_seen
+            .iter()
+            .rposition(|(_, s)| matches!(s, Seen::Event(e) if is_lost(e)));
+        let restored_after = last_lost.is_some_and(|i| {
+            a_seen[i..]
+                .iter()
+                .any(|(_, s)| matches!(s, Seen::Event(e) if is_restored(e)))
+        });
+        let failed = a_seen
+            .iter()
+            .filter(|(_, s)| matches!(s, Seen::Failed(_)))
+            .count() as u64;
+        let a = node_a.relay.counters().snapshot();
+        if lost >= 1 && restored_after && failed == a.produce_failed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A: {lost} Lost, Restored after the last: {restored_after}, {failed} failures seen vs {a:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop(node_a);
     drop(node_b);
     drop(broker);
+}
+
+#[test]
+fn start_fails_clearly_without_a_broker() {
+    let cfg = RelayConfig {
+        start_timeout: Duration::from_secs(2),
+        ..config(&format!("127.0.0.1:{}", free_port()), "tnobroker", "a")
+    };
+    match Relay::start(cfg, 1) {
+        Err(e) => assert!(e.to_string().contains("topics not created"), "{e}"),
+        Ok(_) => panic!("started without a broker"),
+    }
 }

@@ -30,8 +30,10 @@
 //!   (`POST /v1/nodes/{id}/drain`, `ADMIN_TOKEN` as bearer) so placement stops sending users
 //!   here, then drains as a standalone node does (`drain.rs`).
 //!
-//! Not here: wiring cross-node delivery (`relay/`) and the Redis store (`store/`) into the
-//! message path; they can read the same per-shard ring through [`ShardRing::with_ring`].
+//! The data path uses this ring too: with `REDIS_URL` the Redis log is the commit point
+//! (`shard/datapath.rs`), and with `KAFKA_BROKERS` a committed message whose recipient the
+//! ring places on another node is relayed there (`shard/relaypath.rs`, which reads the
+//! shard's ring through [`ShardRing::with_ring`]). See `LIFECYCLE.md`.
 //!
 //! # Layout
 //! - this file — [`Membership`] (the node-wide part: per-shard mailboxes, the version each

@@ -32,6 +32,8 @@ use crate::shard::{messaging, unix_ms, Shard};
 
 /// Bytes read per `recv` while the head is incomplete.
 const HEAD_READ_CHUNK: usize = 2048;
+/// `Retry-After` seconds sent with 503 while the store (Redis) is unavailable.
+pub const STORE_RETRY_AFTER_S: u32 = 2;
 /// `Retry-After` seconds sent with 503 while draining.
 const DRAIN_RETRY_AFTER_S: u32 = 5;
 /// After an error response, how long unread request bytes are drained before closing (so the
@@ -252,6 +254,11 @@ fn route(shard: &Shard, head: &[u8], peer: Option<SocketAddr>) -> Route {
             content_type: "text/plain",
             body: Cow::Borrowed(b"draining\n"),
         },
+        "/readyz" if !shard.node.store_ready() => Route::Respond {
+            status: 503,
+            content_type: "text/plain",
+            body: Cow::Borrowed(b"store unavailable\n"),
+        },
         "/readyz" => Route::Respond {
             status: 200,
             content_type: "text/plain",
@@ -306,6 +313,13 @@ fn upgrade_ws(shard: &Shard, req: &Request<'_>, peer: Option<SocketAddr>) -> Rou
             status: 503,
             retry_after: Some(DRAIN_RETRY_AFTER_S),
             counter: Counter::HandshakeDraining,
+        };
+    }
+    if !node.store_ready() {
+        return Route::Refuse {
+            status: 503,
+            retry_after: Some(STORE_RETRY_AFTER_S),
+            counter: Counter::HandshakeStoreUnavailable,
         };
     }
     let up = match req.require_websocket() {

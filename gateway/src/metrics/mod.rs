@@ -66,6 +66,21 @@ counters! {
     Reconnect => (names::RECONNECTS_TOTAL, ""),
     /// A resume whose replay covered the client's offset.
     ResumeSuccess => (names::RESUME_SUCCESS_TOTAL, ""),
+    /// A store request failed: Redis unavailable or erring (`error unavailable`, 503).
+    DropStoreUnavailable => (names::DROPS_TOTAL, "reason=\"store_unavailable\""),
+    /// The shard's outstanding store requests hit their bound: the request was refused.
+    DropStoreQueueFull => (names::DROPS_TOTAL, "reason=\"store_queue_full\""),
+    /// Refused because the store (Redis) is unavailable (503).
+    HandshakeStoreUnavailable => (names::HANDSHAKES_TOTAL, "result=\"store_unavailable\""),
+    /// The relay ring of the shard was full: a committed message was not produced (the
+    /// owner reads it from Redis at its next hole or reconcile).
+    DropRelayRingFull => (names::DROPS_TOTAL, "reason=\"relay_ring_full\""),
+    /// A produce to Kafka failed (same recovery as above).
+    DropRelayProduceFailed => (names::DROPS_TOTAL, "reason=\"relay_produce_failed\""),
+    /// The relay reported a possible loss of records.
+    RelayLost => (names::RELAY_EVENTS_TOTAL, "event=\"lost\""),
+    /// The relay was restored: connected users were reconciled against Redis.
+    RelayReconcile => (names::RELAY_EVENTS_TOTAL, "event=\"restored\""),
     /// A cross-shard ring was full: the item was refused (`error unavailable` to the sender).
     DropRingFull => (names::DROPS_TOTAL, "reason=\"ring_full\""),
     /// The outbound buffer was full: its oldest message was dropped (client told the gap).
@@ -142,6 +157,10 @@ fn help(family: &str) -> (&'static str, &'static str) {
         names::REBALANCE_DRAINS_TOTAL => (
             "counter",
             "Users drained (4007) because a ring change moved them away.",
+        ),
+        names::RELAY_EVENTS_TOTAL => (
+            "counter",
+            "Relay health events seen by the shards (restored: users reconciled).",
         ),
         _ => ("untyped", ""),
     }

@@ -32,3 +32,5 @@ pub const HEARTBEATS_TOTAL: &str = "rtc_socket_heartbeats_total";
 pub const REDIRECTS_TOTAL: &str = "rtc_socket_redirects_total";
 /// Counter: connected users sent `drain` + 4007 because a ring change moved them away.
 pub const REBALANCE_DRAINS_TOTAL: &str = "rtc_socket_rebalance_drains_total";
+/// Counter: relay health events seen by the shards (`lost`, `restored` → reconcile).
+pub const RELAY_EVENTS_TOTAL: &str = "rtc_socket_relay_events_total";

@@ -16,7 +16,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,37 +40,49 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const STOP_WAIT: Duration = Duration::from_secs(3);
 /// Most destination topic names cached (node ids are few; the cache is cleared past this).
 const MAX_TOPIC_CACHE: usize = 1024;
-/// Most discarded clients waiting to be closed. Closing a librdkafka client whose broker
-/// vanished can hang, so it is done on a separate thread; past this many, a client is
-/// leaked rather than allowed to block the relay.
+/// Most discarded clients being closed at once. Closing a librdkafka client whose broker
+/// vanished can hang, so each is closed on a thread of its own (in parallel: one hung close
+/// must not keep the next consumer in its group); past this many, a client is leaked (a
+/// consumer only after it unsubscribed, so it holds no group membership).
 const MAX_RETIRING: usize = 8;
 
-/// Something from librdkafka to be dropped off the relay thread.
-pub(crate) type Retired = Box<dyn Send>;
-
-/// Starts the thread that drops discarded clients.
-pub(crate) fn retirement_thread() -> SyncSender<Retired> {
-    let (tx, rx): (SyncSender<Retired>, Receiver<Retired>) =
-        std::sync::mpsc::sync_channel(MAX_RETIRING);
-    // If the thread cannot start, `tx.try_send` fails and clients are leaked (counted in logs).
-    let _ = std::thread::Builder::new()
-        .name("relay-retire".into())
-        .spawn(move || {
-            for item in rx {
-                drop(item);
-            }
-        });
-    tx
+/// Closes discarded clients off the relay thread.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Retirer {
+    active: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-fn retire(tx: &SyncSender<Retired>, item: Retired) {
-    match tx.try_send(item) {
-        Ok(()) => {}
-        Err(TrySendError::Full(item)) | Err(TrySendError::Disconnected(item)) => {
-            tracing::warn!("relay: too many clients closing; leaking one");
-            std::mem::forget(item);
-        }
+/// The closing work for one discarded client.
+pub(crate) type Retired = Box<dyn FnOnce() + Send>;
+
+fn retire(r: &Retirer, item: Retired) {
+    if r.active.fetch_add(1, Ordering::Relaxed) >= MAX_RETIRING {
+        r.active.fetch_sub(1, Ordering::Relaxed);
+        tracing::warn!("relay: too many clients closing; leaking one");
+        std::mem::forget(item);
+        return;
     }
+    let active = r.active.clone();
+    let spawned = std::thread::Builder::new()
+        .name("relay-retire".into())
+        .spawn(move || {
+            item();
+            active.fetch_sub(1, Ordering::Relaxed);
+        });
+    if spawned.is_err() {
+        r.active.fetch_sub(1, Ordering::Relaxed);
+        tracing::warn!("relay: no thread to close a client; leaking it");
+    }
+}
+
+/// Closing work for a consumer: leave the group first (so a slow close cannot leave a
+/// member that still takes partitions), then drop.
+fn consumer_closer(c: Arc<ConsumerClient>) -> Retired {
+    Box::new(move || {
+        use rdkafka::consumer::Consumer as _;
+        c.unsubscribe();
+        drop(c);
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,13 +110,15 @@ pub(crate) struct Bridge {
     pub consumer: RefCell<Option<Arc<ConsumerClient>>>,
     pub admin: RefCell<Arc<AdminClient<AdminCtx>>>,
     pub stop: Arc<AtomicBool>,
-    pub retire: SyncSender<Retired>,
+    pub retire: Retirer,
     pub to_shards: RefCell<Vec<Rc<ConnectedSender<RelayInbound>>>>,
     topics: RefCell<HashMap<String, String>>,
     health: Cell<Health>,
     /// Pumps still running: at stop the executor waits for them so no blocking call is
     /// left answering an executor that is gone.
     pumps: Cell<usize>,
+    /// When the producer was last built (rebuilds on failing deliveries are rate-limited).
+    producer_built: Cell<Instant>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -125,7 +138,7 @@ impl Bridge {
         consumer: ConsumerClient,
         admin: AdminClient<AdminCtx>,
         stop: Arc<AtomicBool>,
-        retire: SyncSender<Retired>,
+        retire: Retirer,
     ) -> Self {
         Self {
             cfg,
@@ -139,6 +152,7 @@ impl Bridge {
             topics: RefCell::new(HashMap::new()),
             health: Cell::new(Health::Starting),
             pumps: Cell::new(0),
+            producer_built: Cell::new(Instant::now()),
         }
     }
 
@@ -203,6 +217,10 @@ impl Bridge {
         .payload(&req.value);
         if let Err((e, _)) = self.slot.get().send(record) {
             RelayCounters::bump(&self.signals.counters.produce_failed);
+            if e.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::QueueFull) {
+                // Not backpressure: the producer may be broken (see the health loop).
+                self.signals.delivery_failed.store(true, Ordering::Relaxed);
+            }
             let failure = ProduceFailure {
                 token: req.token,
                 reason: format!("enqueue refused: {e}"),
@@ -320,8 +338,10 @@ impl Bridge {
         self.pumps.set(self.pumps.get().saturating_sub(1));
     }
 
-    /// Metadata round trip through the producer: is a broker answering?
-    async fn probe(&self) -> Result<(), String> {
+    /// Metadata round trip through the producer: does a broker answer, and does it still
+    /// know this node's delivery topic? (A broker that restarted without storage answers
+    /// but has forgotten it: records for this node may have been lost with it.)
+    async fn probe(&self) -> Result<bool, String> {
         let p = self.slot.get();
         let topic = self.cfg.delivery_topic();
         let (p, r) = glommio::executor()
@@ -329,7 +349,11 @@ impl Bridge {
                 let r = p
                     .client()
                     .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
-                    .map(|_| ())
+                    .map(|md| {
+                        md.topics().iter().any(|t| {
+                            t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                        })
+                    })
                     .map_err(|e| e.to_string());
                 (p, r)
             })
@@ -342,14 +366,14 @@ impl Bridge {
     /// client, which is done off this thread.
     fn release_producer(&self, p: Arc<kafka::Producer>) {
         if !Arc::ptr_eq(&p, &self.slot.get()) {
-            retire(&self.retire, Box::new(p));
+            retire(&self.retire, Box::new(move || drop(p)));
         }
     }
 
     fn release_consumer(&self, c: Arc<ConsumerClient>) {
         let current = matches!(&*self.consumer.borrow(), Some(cur) if Arc::ptr_eq(cur, &c));
         if !current {
-            retire(&self.retire, Box::new(c));
+            retire(&self.retire, consumer_closer(c));
         }
     }
 
@@ -363,7 +387,7 @@ impl Bridge {
         self.signals.consumer_gen.fetch_add(1, Ordering::Relaxed);
         self.signals.assigned.store(0, Ordering::Relaxed);
         if let Some(old) = self.consumer.borrow_mut().take() {
-            retire(&self.retire, Box::new(old));
+            retire(&self.retire, consumer_closer(old));
         }
     }
 
@@ -371,7 +395,7 @@ impl Bridge {
         match kafka::consumer(&self.cfg, &self.signals) {
             Ok(c) => {
                 if let Some(old) = self.consumer.borrow_mut().replace(Arc::new(c)) {
-                    retire(&self.retire, Box::new(old));
+                    retire(&self.retire, consumer_closer(old));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "relay: consumer rebuild failed"),
@@ -387,7 +411,7 @@ impl Bridge {
         match kafka::admin(&self.cfg) {
             Ok(a) => {
                 let old = std::mem::replace(&mut *self.admin.borrow_mut(), Arc::new(a));
-                retire(&self.retire, Box::new(old));
+                retire(&self.retire, Box::new(move || drop(old)));
             }
             Err(e) => tracing::warn!(error = %e, "relay: admin rebuild failed"),
         }
@@ -398,11 +422,12 @@ impl Bridge {
 
     fn rebuild_producer(&self) {
         RelayCounters::bump(&self.signals.counters.clients_recreated);
+        self.producer_built.set(Instant::now());
         self.signals.producer_fatal.store(false, Ordering::Relaxed);
         match kafka::producer(&self.cfg, &self.signals) {
             Ok(p) => {
                 let old = self.slot.replace(p);
-                retire(&self.retire, Box::new(old));
+                retire(&self.retire, Box::new(move || drop(old)));
             }
             Err(e) => tracing::warn!(error = %e, "relay: producer rebuild failed"),
         }
@@ -438,13 +463,32 @@ impl Bridge {
             let flagged = self.signals.take_lost();
             match self.health.get() {
                 Health::Starting | Health::Up => {
+                    let suspect = self.signals.suspect.swap(false, Ordering::Relaxed);
+                    let failing = self.signals.delivery_failed.swap(false, Ordering::Relaxed);
+                    if suspect || failing || flagged.is_some() {
+                        tracing::debug!(node = %self.cfg.node_id, suspect, failing, ?flagged, "relay up: signals");
+                    }
                     let reason = match flagged {
                         Some(r) => Some(r),
-                        None if self.signals.suspect.swap(false, Ordering::Relaxed) => self
-                            .probe()
-                            .await
-                            .err()
-                            .map(|e| format!("broker unreachable: {e}")),
+                        // A transport error or a failed delivery: look. Either is often a
+                        // blip, but a broker that restarted quickly (no AllBrokersDown seen)
+                        // shows up here as a forgotten topic.
+                        None if suspect || failing => match self.probe().await {
+                            Err(e) => Some(format!("broker unreachable: {e}")),
+                            Ok(false) => Some("delivery topic gone (broker restarted?)".into()),
+                            Ok(true) => {
+                                if failing
+                                    && self.producer_built.get().elapsed()
+                                        >= self.cfg.recreate_after
+                                {
+                                    // Deliveries fail while the broker answers: the
+                                    // idempotent producer may be stuck on a producer id the
+                                    // broker forgot. A new one costs little.
+                                    self.rebuild_producer();
+                                }
+                                None
+                            }
+                        },
                         None => None,
                     };
                     if let Some(reason) = reason {
@@ -462,6 +506,7 @@ impl Bridge {
                 } => {
                     let probe = self.probe().await;
                     let mut ready = probe.is_ok();
+                    self.signals.delivery_failed.store(false, Ordering::Relaxed);
                     if ready && !fresh_producer {
                         // A broker answers again. The idempotent producer's id and sequence
                         // numbers may be unknown to it now (a broker without storage
@@ -479,7 +524,7 @@ impl Bridge {
                         let admin = self.admin.borrow().clone();
                         let created = kafka::ensure_topics(&admin, &self.cfg, PROBE_TIMEOUT).await;
                         if !Arc::ptr_eq(&admin, &self.admin.borrow()) {
-                            retire(&self.retire, Box::new(admin));
+                            retire(&self.retire, Box::new(move || drop(admin)));
                         }
                         if let Err(e) = created {
                             tracing::debug!(error = %e, "relay: topics not ready");
@@ -499,6 +544,14 @@ impl Bridge {
                     }
                     // Anything flagged while we were lost restarts the wait for a clean run.
                     let quiet = self.signals.take_lost().is_none() && flagged.is_none();
+                    tracing::debug!(
+                        node = %self.cfg.node_id,
+                        ?probe,
+                        ready,
+                        quiet,
+                        assigned = self.signals.assigned.load(Ordering::Relaxed),
+                        "relay lost: recovery tick"
+                    );
                     if ready && quiet && self.signals.assigned.load(Ordering::Relaxed) > 0 {
                         self.signals.suspect.store(false, Ordering::Relaxed);
                         self.restore().await;

@@ -30,6 +30,8 @@ pub const DEFAULT_LINGER_MS: u64 = 0;
 /// Default time the relay stays lost (broker reachable or not) before it throws its
 /// librdkafka clients away and builds new ones.
 pub const DEFAULT_RECREATE_AFTER_MS: u64 = 8_000;
+/// Default longest `Relay::start` keeps trying to create the topics.
+pub const DEFAULT_START_TIMEOUT_MS: u64 = 20_000;
 /// Longest node id (it is part of topic and group names; Kafka topics are ≤ 249 bytes).
 pub const MAX_NODE_ID_LEN: usize = 64;
 /// Longest prefix, for the same reason.
@@ -103,6 +105,8 @@ pub struct RelayConfig {
     pub consume_batch: usize,
     /// Lost for this long → rebuild the librdkafka clients.
     pub recreate_after: Duration,
+    /// Longest `Relay::start` keeps trying to create the topics before it fails.
+    pub start_timeout: Duration,
 }
 
 impl Default for RelayConfig {
@@ -123,6 +127,7 @@ impl Default for RelayConfig {
             inbound_ring: DEFAULT_INBOUND_RING,
             consume_batch: DEFAULT_CONSUME_BATCH,
             recreate_after: Duration::from_millis(DEFAULT_RECREATE_AFTER_MS),
+            start_timeout: Duration::from_millis(DEFAULT_START_TIMEOUT_MS),
         }
     }
 }
@@ -229,6 +234,9 @@ impl RelayConfig {
             if !(1..=1 << 20).contains(&v) {
                 return Err(RelayStartError::Config(what));
             }
+        }
+        if self.start_timeout.is_zero() {
+            return Err(RelayStartError::Config("start_timeout must be > 0"));
         }
         if self.recreate_after < Duration::from_secs(1) {
             return Err(RelayStartError::Config("recreate_after must be ≥ 1 s"));

@@ -37,6 +37,8 @@ pub(crate) struct Signals {
     pub suspect: AtomicBool,
     /// The (idempotent) producer hit a fatal error and must be rebuilt.
     pub producer_fatal: AtomicBool,
+    /// A delivery to a node failed since the health loop last looked.
+    pub delivery_failed: AtomicBool,
     /// Partitions the consumer holds now (0 before the first assignment / after revoke).
     pub assigned: AtomicUsize,
     /// Failed deliveries `(shard, failure)` waiting for the producer pump.
@@ -55,6 +57,7 @@ impl Signals {
             lost: Mutex::new(None),
             suspect: AtomicBool::new(false),
             producer_fatal: AtomicBool::new(false),
+            delivery_failed: AtomicBool::new(false),
             assigned: AtomicUsize::new(0),
             failures: Mutex::new(Vec::new()),
             counters,
@@ -76,12 +79,27 @@ impl Signals {
 
     fn client_error(&self, error: &KafkaError, reason: &str) {
         match error.rdkafka_error_code() {
+            // librdkafka also reports "0/1 brokers are down" under this code (a bootstrap
+            // connection replaced by the real broker's): only a probe can tell.
+            Some(RDKafkaErrorCode::AllBrokersDown) if reason.starts_with("0/") => {
+                self.suspect.store(true, Ordering::Relaxed);
+            }
             Some(RDKafkaErrorCode::AllBrokersDown) => {
                 self.flag_lost(format!("all brokers down: {}", short(reason)));
             }
             Some(RDKafkaErrorCode::BrokerTransportFailure) => {
                 RelayCounters::bump(&self.counters.transport_errors);
                 self.suspect.store(true, Ordering::Relaxed);
+            }
+            // The broker forgot this idempotent producer (it restarted without storage):
+            // librdkafka refuses every record from now on; a new producer fixes it.
+            Some(
+                RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerIdMapping,
+            ) => {
+                self.producer_fatal.store(true, Ordering::Relaxed);
             }
             Some(RDKafkaErrorCode::Fatal) => {
                 self.producer_fatal.store(true, Ordering::Relaxed);
@@ -155,6 +173,7 @@ impl ProducerContext for ProducerCtx {
             (Err(_), true) => RelayCounters::bump(&c.events_failed),
             (Err((e, _)), false) => {
                 RelayCounters::bump(&c.produce_failed);
+                self.signals.delivery_failed.store(true, Ordering::Relaxed);
                 if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) && self.live() {
                     self.signals.producer_fatal.store(true, Ordering::Relaxed);
                 }

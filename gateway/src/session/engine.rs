@@ -7,7 +7,7 @@ use std::rc::Rc;
 use super::limits::{LimitsError, SessionLimits};
 use super::types::{
     message_cost, Attach, CloseReason, Commit, ConnId, Counters, Event, Gauges, Message, MsgIdGen,
-    Outbound, Resume, SessionError,
+    Outbound, Placed, Resume, SessionError,
 };
 use super::user::{ConnState, DedupEntry, List, LogEntry, UserState, NIL};
 
@@ -22,6 +22,8 @@ enum Trim {
     Evicted,
     /// The TTL.
     Expired,
+    /// A cache entry dropped because the store has it (not a drop).
+    Cached,
 }
 
 /// Head/tail of an intrusive doubly linked list through [`UserState::prev`]/`next`.
@@ -203,6 +205,28 @@ impl SessionCore {
             }
         }
 
+        let msg_id = self.ids.next_id();
+        let dedup = (!client_msg_id.is_empty()).then(|| (hash, Box::<str>::from(client_msg_id)));
+        let offset = self.append(slot, msg_id, None, from, payload, (now_ms, now_ms), dedup);
+        self.counters.commits += 1;
+        Ok(Commit::Committed { msg_id, offset })
+    }
+
+    /// Appends a message at `head + 1` (or at `at`, which must be `head + 1`) with room made
+    /// in the log and offline budgets, makes it visible to the connection (drop-oldest on a
+    /// full window) and remembers the dedup pair. Returns the offset.
+    #[allow(clippy::too_many_arguments)]
+    fn append(
+        &mut self,
+        slot: u32,
+        msg_id: u64,
+        at: Option<u64>,
+        from: Rc<str>,
+        payload: Box<[u8]>,
+        (ts_ms, now_ms): (u64, u64),
+        dedup: Option<(u64, Box<str>)>,
+    ) -> u64 {
+        let cost = message_cost(&from, &payload);
         // Room in the user's own log first, then in the shard's offline budget.
         loop {
             let u = self.user(slot);
@@ -220,11 +244,13 @@ impl SessionCore {
             self.make_offline_room(slot, cost, now_ms);
         }
 
-        let msg_id = self.ids.next_id();
         let limits = &self.limits;
         let u = self.slots[slot as usize]
             .as_mut()
             .expect("slot from get_or_create is live");
+        if let Some(at) = at {
+            u.head = at - 1;
+        }
         u.head += 1;
         let offset = u.head;
         u.log.push_back(LogEntry {
@@ -233,7 +259,7 @@ impl SessionCore {
                 offset,
                 from: from.clone(),
                 payload,
-                ts_ms: now_ms,
+                ts_ms,
             }),
             acked: false,
         });
@@ -244,20 +270,19 @@ impl SessionCore {
         if offline {
             self.offline_bytes += cost;
         }
-        if !client_msg_id.is_empty() {
+        if let Some((hash, client_msg_id)) = dedup {
             if u.dedup.len() >= limits.dedup_max {
                 u.dedup.pop_front();
             }
             u.dedup.push_back(DedupEntry {
                 hash,
                 from,
-                client_msg_id: client_msg_id.into(),
+                client_msg_id,
                 msg_id,
                 offset,
                 at_ms: now_ms,
             });
         }
-        self.counters.commits += 1;
 
         if let Some(c) = u.conn.as_mut().filter(|c| !c.closing) {
             c.live_bytes += cost;
@@ -294,7 +319,100 @@ impl SessionCore {
             self.unlink(slot);
             self.link_tail(slot, List::OfflineLog);
         }
-        Ok(Commit::Committed { msg_id, offset })
+        offset
+    }
+
+    // ----- store cache (REDIS_URL) ----------------------------------------------------------
+
+    /// Next message id of this shard (the store's commit takes the id from the runtime).
+    pub fn next_msg_id(&mut self) -> u64 {
+        self.ids.next_id()
+    }
+
+    /// With a shared store the store's log is the commit point and this log caches its tail:
+    /// places `msg`, which the store committed at `msg.offset` for `to`, and makes it visible
+    /// to `to`'s connection like a commit would.
+    ///
+    /// - `offset <= head`: already here (or older than the cache) → [`Placed::Stale`].
+    /// - `offset == head + 1` → [`Placed::Appended`].
+    /// - `offset > head + 1`: the offsets between were committed elsewhere (another node).
+    ///   The cached entries are dropped (not counted: the store keeps them), the head jumps,
+    ///   and an attached connection is told the missing range as a `gap` (a resume replays it
+    ///   from the store) → [`Placed::AfterHole`].
+    pub fn insert_at(
+        &mut self,
+        to: &str,
+        msg: Message,
+        now_ms: u64,
+    ) -> Result<Placed, SessionError> {
+        let cost = msg.cost();
+        let max = self.limits.max_message_cost();
+        if cost > max {
+            return Err(SessionError::TooLarge { cost, max });
+        }
+        if msg.offset == 0 {
+            return Ok(Placed::Stale);
+        }
+        let slot = self.get_or_create(to, now_ms)?;
+        self.expire_user(slot, now_ms);
+        let head = self.user(slot).head;
+        if msg.offset <= head {
+            return Ok(Placed::Stale);
+        }
+        let placed = if msg.offset == head + 1 {
+            Placed::Appended
+        } else {
+            while self.pop_one(slot, Trim::Cached) {}
+            let hole = (head + 1, msg.offset - 1);
+            let u = self.user_mut(slot);
+            u.head = msg.offset - 1;
+            if let Some(c) = u.conn.as_mut().filter(|c| !c.closing) {
+                let from = (c.cursor + 1).max(hole.0);
+                if c.skip_to == 0 {
+                    c.skip_from = from;
+                }
+                c.skip_to = hole.1;
+            }
+            Placed::AfterHole {
+                from: hole.0,
+                to: hole.1,
+            }
+        };
+        let offset = self.append(
+            slot,
+            msg.msg_id,
+            Some(msg.offset),
+            msg.from,
+            msg.payload,
+            (msg.ts_ms, now_ms),
+            None,
+        );
+        debug_assert_eq!(offset, msg.offset);
+        self.counters.commits += 1;
+        Ok(placed)
+    }
+
+    /// Makes `user`'s cached log agree with the store before a connection attaches: drops the
+    /// cached entries (uncounted: the store has them; the runtime replays from the store) and
+    /// sets the head and acked offsets to the store's. Refused while a connection is attached
+    /// (`ConnInUse`): the runtime syncs right before `attach`, which replaces it.
+    pub fn sync_head(
+        &mut self,
+        user: &str,
+        head: u64,
+        acked: u64,
+        now_ms: u64,
+    ) -> Result<(), SessionError> {
+        let slot = self.get_or_create(user, now_ms)?;
+        if let Some(c) = self.user(slot).conn.as_ref() {
+            return Err(SessionError::ConnInUse(c.id));
+        }
+        while self.pop_one(slot, Trim::Cached) {}
+        let u = self.user_mut(slot);
+        u.head = head;
+        u.acked = acked.min(head);
+        u.last_touch_ms = now_ms;
+        Ok(())
     }
 
     // ----- attach / detach ------------------------------------------------------------------
@@ -673,7 +791,7 @@ impl SessionCore {
         }
         if !e.acked {
             match why {
-                Trim::Acked => {}
+                Trim::Acked | Trim::Cached => {}
                 Trim::LogFull => self.counters.drops_log_full += 1,
                 Trim::Evicted => self.counters.drops_evicted += 1,
                 Trim::Expired => self.counters.drops_expired += 1,

@@ -79,5 +79,5 @@ pub use limits::{
 };
 pub use types::{
     Attach, CloseReason, Commit, ConnId, Counters, Event, Gauges, Message, MsgIdGen, Outbound,
-    Resume, Sent, SessionError, MSG_ID_COUNTER_BITS,
+    Placed, Resume, Sent, SessionError, MSG_ID_COUNTER_BITS,
 };

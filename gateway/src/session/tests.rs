@@ -1037,3 +1037,78 @@ fn session_figures() {
     println!("commit + Writable + poll_transmit + handle_written + ack: {ns} ns/message");
     assert_eq!(c.counters().deliveries, rounds);
 }
+
+fn stored(offset: u64, msg_id: u64) -> Message {
+    Message {
+        msg_id,
+        offset,
+        from: rc("alice"),
+        payload: b"{\"s\":1}".to_vec().into(),
+        ts_ms: 5,
+    }
+}
+
+#[test]
+fn insert_at_appends_in_order_and_ignores_repeats() {
+    let mut c = core();
+    c.sync_head("bob", 10, 10, 0).expect("sync");
+    c.attach("bob", 1, Some(10), 0).expect("attach");
+    assert_eq!(c.insert_at("bob", stored(11, 900), 1), Ok(Placed::Appended));
+    assert_eq!(c.insert_at("bob", stored(12, 901), 1), Ok(Placed::Appended));
+    assert_eq!(c.insert_at("bob", stored(12, 901), 1), Ok(Placed::Stale));
+    assert_eq!(c.insert_at("bob", stored(3, 1), 1), Ok(Placed::Stale));
+    c.check_invariants();
+    let out = drain(&mut c, 1);
+    assert_eq!(delivered(&out), vec![11, 12]);
+    assert_eq!(c.head_offset("bob"), Some(12));
+}
+
+#[test]
+fn insert_at_after_a_hole_reports_the_gap_then_delivers() {
+    let mut c = core();
+    c.sync_head("bob", 4, 4, 0).expect("sync");
+    c.attach("bob", 1, Some(4), 0).expect("attach");
+    assert_eq!(c.insert_at("bob", stored(5, 50), 1), Ok(Placed::Appended));
+    // 6..=8 were committed by another node.
+    assert_eq!(
+        c.insert_at("bob", stored(9, 90), 1),
+        Ok(Placed::AfterHole { from: 6, to: 8 })
+    );
+    c.check_invariants();
+    let out = drain(&mut c, 1);
+    let gaps: Vec<(u64, u64)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Outbound::Gap { from, to } => Some((*from, *to)),
+            _ => None,
+        })
+        .collect();
+    // 5 was dropped from the cache with the hole: it is in the gap too (resume gets it).
+    assert_eq!(gaps, vec![(5, 8)]);
+    assert_eq!(delivered(&out), vec![9]);
+    assert_eq!(c.insert_at("bob", stored(10, 91), 1), Ok(Placed::Appended));
+    assert_eq!(delivered(&drain(&mut c, 1)), vec![10]);
+    assert_eq!(c.counters().drops_log_full, 0);
+}
+
+#[test]
+fn sync_head_replaces_the_cache_and_refuses_while_attached() {
+    let mut c = core();
+    send(&mut c, "bob", "a", 0);
+    send(&mut c, "bob", "b", 0);
+    c.sync_head("bob", 20, 18, 1).expect("sync");
+    assert_eq!(c.head_offset("bob"), Some(20));
+    assert_eq!(c.acked_offset("bob"), Some(18));
+    assert_eq!(c.gauges().log_entries, 0);
+    c.check_invariants();
+    let a = c.attach("bob", 7, Some(20), 1).expect("attach");
+    assert_eq!(a.head_offset, 20);
+    assert!(drain(&mut c, 7).is_empty());
+    assert_eq!(
+        c.sync_head("bob", 30, 30, 2),
+        Err(SessionError::ConnInUse(7))
+    );
+    // An offline user's offsets continue above the store's head.
+    assert_eq!(c.insert_at("bob", stored(21, 1), 2), Ok(Placed::Appended));
+    assert_eq!(delivered(&drain(&mut c, 7)), vec![21]);
+}

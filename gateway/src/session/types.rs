@@ -41,6 +41,24 @@ pub(super) fn message_cost(from: &str, payload: &[u8]) -> usize {
     MESSAGE_OVERHEAD + from.len() + payload.len()
 }
 
+/// Where [`SessionCore::insert_at`](super::SessionCore::insert_at) put a store-committed
+/// message in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// At `head + 1`: delivered like a fresh commit.
+    Appended,
+    /// At or below the head: already cached (a repeat), nothing changed.
+    Stale,
+    /// After offsets committed elsewhere: `from..=to` are not cached (the connection gets a
+    /// `gap` for them; a resume replays them from the store).
+    AfterHole {
+        /// First missing offset.
+        from: u64,
+        /// Last missing offset.
+        to: u64,
+    },
+}
+
 /// Node-unique message ids: the shard id in the top 16 bits, a per-shard counter below.
 ///
 /// Message ids only need to be unique per node (clients dedup by msgId within a session and by

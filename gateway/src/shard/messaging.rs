@@ -53,6 +53,11 @@ impl SessionGlue {
         })
     }
 
+    /// The session core, mutably (the store path drives it too: `datapath.rs`).
+    pub fn core_mut(&self) -> std::cell::RefMut<'_, SessionCore> {
+        self.core.borrow_mut()
+    }
+
     /// Periodic housekeeping (TTL, slow consumers).
     pub fn tick(&self, shard: &Shard) {
         self.core.borrow_mut().expire(unix_ms(), EXPIRE_BUDGET);
@@ -155,7 +160,7 @@ fn resume_token(shard: &Shard, user: &str) -> String {
 }
 
 /// Acts on the session core's events: wake writable connections, close slow consumers.
-fn run_events(shard: &Shard) {
+pub fn run_events(shard: &Shard) {
     loop {
         let ev = shard.session.core.borrow_mut().poll_event();
         match ev {
@@ -207,12 +212,11 @@ pub fn attach(
     if reconnect {
         shard.metrics.inc(Counter::Reconnect);
     }
-    let attached = shard
-        .session
-        .core
-        .borrow_mut()
-        .attach(user, id, last_offset, now);
-    let shared = Rc::new(ConnShared::new(id, Some(user_rc), shard.clock_s.get()));
+    let shared = Rc::new(ConnShared::new(
+        id,
+        Some(user_rc.clone()),
+        shard.clock_s.get(),
+    ));
     let limits = Limits {
         max_frame: shard.node.config.max_message_bytes,
         max_message: shard.node.config.max_message_bytes,
@@ -228,6 +232,16 @@ pub fn attach(
         span.clone(),
     );
     shard.register(shared.clone());
+    if let Some(link) = shard.store.clone() {
+        // Store-backed: the replay comes from Redis, the task starts when it has (`datapath`).
+        super::datapath::attach(shard, &link, task, shared, user_rc, last_offset);
+        return;
+    }
+    let attached = shard
+        .session
+        .core
+        .borrow_mut()
+        .attach(user, id, last_offset, now);
     match attached {
         Ok(a) => {
             welcome(shard, user, &a, task.out_mut());
@@ -262,6 +276,16 @@ pub fn attach(
 }
 
 fn welcome(shard: &Shard, user: &str, a: &Attach, out: &mut Vec<u8>) {
+    welcome_at(shard, user, a.head_offset, out);
+}
+
+/// Queues `gap {from, to}` on `out`.
+pub fn encode_gap(shard: &Shard, from: u64, to: u64, out: &mut Vec<u8>) {
+    encode(&shard.session.json, &ServerFrame::Gap { from, to }, out);
+}
+
+/// Queues `welcome` with `head` as the user's last assigned offset.
+pub fn welcome_at(shard: &Shard, user: &str, head: u64, out: &mut Vec<u8>) {
     let token = resume_token(shard, user);
     encode(
         &shard.session.json,
@@ -271,7 +295,7 @@ fn welcome(shard: &Shard, user: &str, a: &Attach, out: &mut Vec<u8>) {
             shard: shard.id as u32,
             resume_token: &token,
             ping_interval_ms: shard.node.config.ping_interval_sec * 1000,
-            offset: a.head_offset,
+            offset: head,
             ring_version: shard.placement.version(),
         },
         out,
@@ -301,7 +325,16 @@ pub fn on_text(shard: &Rc<Shard>, conn: &ConnShared, text: &[u8], out: &mut Vec<
         } => {
             shard.metrics.inc(Counter::Received);
             let home = rtc_ring::shard_of(&to, shard.node.shards);
-            if home == shard.id {
+            if let (Some(link), true) = (shard.store.as_ref(), home == shard.id) {
+                let req = CommitReq {
+                    from: Box::from(&*user),
+                    to: Box::from(&*to),
+                    client_msg_id: Box::from(&*client_msg_id),
+                    payload: payload.into(),
+                    reply_to: shard.id,
+                };
+                super::datapath::commit(shard, link, req);
+            } else if home == shard.id {
                 let r = shard.session.core.borrow_mut().commit(
                     &to,
                     user.clone(),
@@ -337,6 +370,9 @@ pub fn on_text(shard: &Rc<Shard>, conn: &ConnShared, text: &[u8], out: &mut Vec<
             }
         }
         ClientFrame::Ack { up_to, msg_ids } => {
+            if let Some(link) = shard.store.as_ref() {
+                super::datapath::ack(shard, link, &user, up_to, &msg_ids);
+            }
             let mut core = shard.session.core.borrow_mut();
             if let Some(n) = up_to {
                 core.ack_up_to(&user, n, now);
@@ -379,6 +415,9 @@ fn commit_error(shard: &Shard, e: &SessionError, cmid: &str, out: &mut Vec<u8>) 
 
 /// A commit request from another shard (this is the recipient's home).
 pub fn commit_remote(shard: &Rc<Shard>, c: CommitReq) {
+    if let Some(link) = shard.store.as_ref() {
+        return super::datapath::commit(shard, link, c);
+    }
     let from: Rc<str> = Rc::from(c.from);
     let r = shard.session.core.borrow_mut().commit(
         &c.to,
@@ -497,6 +536,9 @@ pub fn written(shard: &Shard, conn: &ConnShared) {
 
 /// The connection is gone.
 pub fn detach(shard: &Shard, conn: &ConnShared) {
+    if let (Some(link), Some(user)) = (shard.store.as_ref(), conn.user.as_ref()) {
+        super::datapath::remove_session(shard, link, user, conn.id);
+    }
     shard.session.core.borrow_mut().detach(conn.id, unix_ms());
     run_events(shard);
 }

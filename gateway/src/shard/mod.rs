@@ -4,13 +4,20 @@
 //! # Layout
 //! - `mesh.rs` — the SPSC rings between shards ([`mesh::Mesh`], [`mesh::RING_CAPACITY`]).
 //! - `msg.rs` — [`msg::ShardMsg`], what travels on those rings (hand-offs, commits, `sent`).
+//! - `messaging.rs` — attach, client frames, routing to the recipient's home shard, `sent`.
+//! - `datapath.rs` — the same with `REDIS_URL`: Redis is the commit point, the session core
+//!   a cache; replay from Redis at attach, acks and session records in Redis.
+//! - `relaypath.rs` — with `KAFKA_BROKERS` too: committed messages for users owned by another
+//!   node go through Kafka to it; holes and relay losses are filled from Redis.
 //! - this file — [`Node`] (the little the shards share: config, drain flag, admission
 //!   limits, published metrics), [`Shard`] (per-core state) and [`run`], the shard's life:
 //!   listen, connect the mesh, then accept, route, sweep, publish metrics and drain.
 
+pub mod datapath;
 pub mod mesh;
 pub mod messaging;
 pub mod msg;
+pub mod relaypath;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -68,6 +75,12 @@ pub struct Node {
     pub keys: rtc_protocol::token::TokenKeys,
     /// Cluster membership: control's client, the shards' ring mailboxes (`cluster/`).
     pub cluster: crate::cluster::Membership,
+    /// The store's health (`REDIS_URL` set): `/readyz` and handshakes look at it.
+    pub store_health: Option<crate::store::StoreHealth>,
+    /// The relay's per-shard ends (`KAFKA_BROKERS`), each taken by its shard at start.
+    pub relay_plan: Option<crate::relay::RelayPlan>,
+    /// Each shard's store handle until the shard takes it, index = shard id.
+    pub store_handles: std::sync::Mutex<Vec<Option<crate::store::StoreHandle>>>,
 }
 
 impl Node {
@@ -93,6 +106,9 @@ impl Node {
             live: AtomicUsize::new(0),
             started: Instant::now(),
             cluster: crate::cluster::Membership::new(&config, shards),
+            store_health: None,
+            relay_plan: None,
+            store_handles: std::sync::Mutex::new(Vec::new()),
             bound,
             shards,
             keys,
@@ -105,6 +121,17 @@ impl Node {
         let deadline = unix_ms() + self.config.drain_timeout_sec * 1000;
         self.drain_deadline_ms.store(deadline, Ordering::Release);
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// Shard `id`'s store handle (once).
+    pub fn take_store_handle(&self, id: usize) -> Option<crate::store::StoreHandle> {
+        let mut handles = self.store_handles.lock().ok()?;
+        handles.get_mut(id).and_then(Option::take)
+    }
+
+    /// False when a store is configured and Redis is not reachable.
+    pub fn store_ready(&self) -> bool {
+        self.store_health.as_ref().is_none_or(|h| h.is_healthy())
     }
 
     /// Whether the node is draining.
@@ -164,6 +191,10 @@ pub struct Shard {
     pub session: SessionGlue,
     /// This shard's copy of the ring: admission, redirects, rebalance (`cluster/`).
     pub placement: crate::cluster::ShardRing,
+    /// The shared store (`REDIS_URL`): the commit point when set (`datapath.rs`).
+    pub store: Option<Rc<datapath::StoreLink>>,
+    /// The cross-node relay (`KAFKA_BROKERS`, `relaypath.rs`).
+    pub relay: Option<crate::relay::RelayShard>,
 }
 
 impl Shard {
@@ -250,6 +281,13 @@ pub async fn run(
         }
     };
     let (mesh, receivers) = ends.connect().await;
+    let (relay, relay_rx) = match node.relay_plan.as_ref().and_then(|p| p.take(id)) {
+        Some(ends) => {
+            let (tx, rx) = ends.connect().await;
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let shard = Rc::new(Shard {
         id,
         mesh,
@@ -260,6 +298,10 @@ pub async fn run(
         clock_s: Cell::new(0),
         session,
         placement: crate::cluster::ShardRing::default(),
+        store: node
+            .take_store_handle(id)
+            .map(|h| Rc::new(datapath::StoreLink::new(h))),
+        relay,
         node: node.clone(),
     });
     for rx in receivers {
@@ -271,6 +313,12 @@ pub async fn run(
         })
         .detach();
     }
+    glommio::spawn_local(datapath::run(shard.clone())).detach();
+    if let Some(rx) = relay_rx {
+        glommio::spawn_local(relaypath::run(shard.clone(), rx)).detach();
+        glommio::spawn_local(relaypath::sweep(shard.clone())).detach();
+    }
+    glommio::spawn_local(datapath::refresh_loop(shard.clone())).detach();
     glommio::spawn_local(publish_loop(shard.clone())).detach();
     glommio::spawn_local(sweep_loop(shard.clone())).detach();
     glommio::spawn_local(crate::cluster::placement::run(shard.clone())).detach();

@@ -1,0 +1,195 @@
+//! Opening a connection the way a real client does: placement (control or `?userId=`),
+//! the upgrade, then the `welcome` frame; with resume parameters on a reconnect.
+
+use std::time::{Duration, Instant};
+
+use rtc_protocol::client::Backoff;
+use rtc_protocol::frames::OwnedServerFrame;
+
+use super::Worker;
+use crate::client::conn::{splitmix, Conn, ConnError, Dial, Event};
+use crate::client::frames;
+use crate::client::resolve;
+use crate::stats::histogram;
+
+/// What the `welcome` frame told us.
+#[derive(Debug, Clone, Default)]
+pub struct Welcome {
+    /// Token to present on the next connect to resume.
+    pub resume_token: String,
+    /// Last offset the server assigned to this user.
+    pub offset: u64,
+    /// How often the server expects traffic (ms).
+    pub ping_interval_ms: u64,
+}
+
+/// Connects user `index` (global), waits for `welcome`, counts and times it.
+/// `resume` = (token, last offset seen) for a reconnect.
+///
+/// The connect's state (request, response head, URL strings: a few KiB) lives in its own
+/// heap allocation, freed when the connect completes: an async fn's state is sized for its
+/// largest await point, and it would otherwise stay inside every idle user's task.
+pub async fn connect_user(
+    w: &Worker,
+    index: u64,
+    resume: Option<(&str, u64)>,
+) -> Result<(Conn, Welcome), ConnError> {
+    Box::pin(connect_user_inner(w, index, resume)).await
+}
+
+async fn connect_user_inner(
+    w: &Worker,
+    index: u64,
+    resume: Option<(&str, u64)>,
+) -> Result<(Conn, Welcome), ConnError> {
+    let started = Instant::now();
+    w.count(|c| c.connect_attempts += 1);
+    let timeout = Duration::from_secs_f64(w.spec.args.connect_timeout.max(0.001));
+    let r = tokio::time::timeout(timeout, open_user(w, index, resume)).await;
+    let r = r.unwrap_or(Err(ConnError::Timeout("connect")));
+    match &r {
+        Ok(_) => ready(w, started),
+        Err(e) => w.error(&e.kind()),
+    }
+    r
+}
+
+async fn open_user(
+    w: &Worker,
+    index: u64,
+    resume: Option<(&str, u64)>,
+) -> Result<(Conn, Welcome), ConnError> {
+    let user = w.user_id(index);
+    let mut url = if w.via_control {
+        let addr = w.resolve(&w.url)?;
+        resolve::place(&w.url, addr, &user).await?.dial_url()?
+    } else {
+        w.url.with_query("userId", &user)
+    };
+    if let Some((token, last)) = resume {
+        url = url
+            .with_query("resume", token)
+            .with_query("lastOffset", &last.to_string());
+    }
+    let mut conn = dial(w, index, &url).await?;
+    let mut welcome = None;
+    while welcome.is_none() {
+        conn.read(|ev, _| {
+            let Event::Text(t) = ev else { return Ok(()) };
+            match frames::parse(t) {
+                Some(OwnedServerFrame::Welcome {
+                    resume_token,
+                    offset,
+                    ping_interval_ms,
+                    ..
+                }) => {
+                    welcome = Some(Welcome {
+                        resume_token,
+                        offset,
+                        ping_interval_ms,
+                    });
+                    Ok(())
+                }
+                Some(OwnedServerFrame::Error { code, .. }) => {
+                    Err(ConnError::Unexpected(format!("error {}", code.as_str())))
+                }
+                Some(OwnedServerFrame::Redirect { .. }) => {
+                    Err(ConnError::Unexpected("redirect".into()))
+                }
+                // Anything before the welcome (a replay after it, in some servers) is not ours
+                // to interpret here.
+                _ => Ok(()),
+            }
+        })
+        .await?;
+    }
+    let welcome = welcome.unwrap_or_default();
+    Ok((conn, welcome))
+}
+
+/// Connects connection `index` to the URL as given (no user, no welcome): the echo path.
+/// Boxed like [`connect_user`].
+pub async fn connect_plain(w: &Worker, index: u64) -> Result<Conn, ConnError> {
+    Box::pin(connect_plain_inner(w, index)).await
+}
+
+async fn connect_plain_inner(w: &Worker, index: u64) -> Result<Conn, ConnError> {
+    let started = Instant::now();
+    w.count(|c| c.connect_attempts += 1);
+    let timeout = Duration::from_secs_f64(w.spec.args.connect_timeout.max(0.001));
+    let r = tokio::time::timeout(timeout, dial(w, index, &w.url))
+        .await
+        .unwrap_or(Err(ConnError::Timeout("connect")));
+    match &r {
+        Ok(_) => ready(w, started),
+        Err(e) => w.error(&e.kind()),
+    }
+    r
+}
+
+async fn dial(w: &Worker, index: u64, url: &crate::client::url::Url) -> Result<Conn, ConnError> {
+    let addr = w.resolve(url)?;
+    let host = url.authority();
+    Conn::open(Dial {
+        addr,
+        source: w.source_for(index),
+        host: &host,
+        path_and_query: &url.path_and_query,
+        seed: index ^ (w.now_us() << 20),
+    })
+    .await
+}
+
+fn ready(w: &Worker, started: Instant) {
+    let us = started.elapsed().as_micros() as u64;
+    let mut f = w.figures.borrow_mut();
+    histogram::record(&mut f.handshake, us);
+    f.counters.connects += 1;
+    drop(f);
+    if w.phase.borrow().is_none() {
+        w.last_ramp_connect.set(Some(Instant::now()));
+    }
+    w.conn_up();
+}
+
+/// Reconnect attempts before a user gives up for the rest of the run.
+pub const MAX_RECONNECT_ATTEMPTS: u32 = 16;
+
+/// Reconnects like a real client after a lost connection: resume first (when a token is
+/// known), then fresh connects, waiting the protocol's jittered exponential backoff between
+/// attempts ([`Backoff`]). `None` when the run stopped or every attempt failed (each failure is
+/// counted by kind).
+pub async fn reconnect(
+    w: &Worker,
+    index: u64,
+    resume: Option<(&str, u64)>,
+) -> Option<(Conn, Welcome)> {
+    let backoff = Backoff::default();
+    let mut resume = resume.filter(|(token, _)| !token.is_empty());
+    w.count(|c| c.reconnects += 1);
+    for attempt in 0..MAX_RECONNECT_ATTEMPTS {
+        if *w.stop.borrow() {
+            return None;
+        }
+        if resume.is_some() {
+            w.count(|c| c.resumes += 1);
+        }
+        match connect_user(w, index, resume).await {
+            Ok(ok) => return Some(ok),
+            Err(_) if resume.is_some() => {
+                // A rejected resume (expired, other node) falls back to a fresh session at once.
+                resume = None;
+                continue;
+            }
+            Err(_) => {}
+        }
+        let unit = (splitmix(index ^ (u64::from(attempt) << 40) ^ w.now_us()) >> 11) as f64
+            / (1u64 << 53) as f64;
+        let delay = backoff.delay(attempt, unit);
+        tokio::select! {
+            _ = w.stopped() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    None
+}
