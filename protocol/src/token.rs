@@ -241,6 +241,25 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// [`open`], then checks the token is of kind `want`: the other known kind is
+/// [`TokenError::WrongKind`] (a resume token used to connect, or the reverse), anything else
+/// is malformed. Returns the expiry and the body after the header.
+fn open_kind<'b>(
+    keys: &TokenKeys,
+    token: &str,
+    want: u8,
+    buf: &'b mut [u8; BODY_BUF_LEN],
+) -> Result<(u64, &'b [u8]), TokenError> {
+    let (kind, expires_at, rest) = open(keys, token, buf)?;
+    if kind == want {
+        Ok((expires_at, rest))
+    } else if kind == KIND_CONNECT || kind == KIND_RESUME {
+        Err(TokenError::WrongKind)
+    } else {
+        Err(TokenError::Malformed)
+    }
+}
+
 /// Checks structure, key and signature; returns the kind and the body after the header.
 fn open<'b>(
     keys: &TokenKeys,
@@ -296,14 +315,7 @@ pub fn verify_connect(
     now_unix: u64,
 ) -> Result<ConnectClaims, TokenError> {
     let mut buf = [0u8; BODY_BUF_LEN];
-    let (kind, expires_at, rest) = open(keys, token, &mut buf)?;
-    if kind != KIND_CONNECT {
-        return Err(if kind == KIND_RESUME {
-            TokenError::WrongKind
-        } else {
-            TokenError::Malformed
-        });
-    }
+    let (expires_at, rest) = open_kind(keys, token, KIND_CONNECT, &mut buf)?;
     let mut r = Reader(rest);
     let ring_version = r.u64()?;
     let user = r.str(MAX_USER_ID_LEN)?;
@@ -343,14 +355,7 @@ pub fn verify_resume(
     now_unix: u64,
 ) -> Result<ResumeClaims, TokenError> {
     let mut buf = [0u8; BODY_BUF_LEN];
-    let (kind, expires_at, rest) = open(keys, token, &mut buf)?;
-    if kind != KIND_RESUME {
-        return Err(if kind == KIND_CONNECT {
-            TokenError::WrongKind
-        } else {
-            TokenError::Malformed
-        });
-    }
+    let (expires_at, rest) = open_kind(keys, token, KIND_RESUME, &mut buf)?;
     let mut r = Reader(rest);
     let offset = r.u64()?;
     let offset = match r.u8()? {
