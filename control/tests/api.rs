@@ -59,15 +59,7 @@ async fn nodes_join_by_heartbeat_go_stale_and_leave() {
     assert_eq!(ring_of(&h).await.node("gw-1").map(|n| n.weight), Some(5));
 
     // An operator-added node stays without heartbeats, shown as such.
-    let (s, _) = h
-        .call(
-            "POST",
-            "/v1/nodes",
-            Some(json!({"id": "op-1", "weight": 1, "url": "ws://op-1:9000/ws"})),
-            None,
-        )
-        .await;
-    assert_eq!(s, 201);
+    assert_eq!(h.add_node("op-1", 1, "ws://op-1:9000/ws").await, 201);
     let nodes = h.get("/v1/nodes").await;
     let op = nodes["nodes"]
         .as_array()
@@ -218,15 +210,7 @@ async fn resolve_and_connect_agree_with_the_ring_and_tokens_verify() {
 async fn bad_input_is_refused_with_json_and_changes_nothing() {
     let c = ControlProc::start(&[]).await;
     let h = Http::new(&c.url);
-    let (s, _) = h
-        .call(
-            "POST",
-            "/v1/nodes",
-            Some(json!({"id": "n1", "weight": 1, "url": "ws://n1/ws"})),
-            None,
-        )
-        .await;
-    assert_eq!(s, 201);
+    assert_eq!(h.add_node("n1", 1, "ws://n1/ws").await, 201);
     let before = h.get("/v1/ring").await;
 
     let mut future = heartbeat("n2", "ws://n2/ws", 1, 0);
@@ -422,15 +406,7 @@ async fn long_poll_answers_when_the_version_passes() {
     let v = h.get("/v1/ring?since=0&wait=1").await;
     assert_eq!(v["version"], 0);
     // Already past: immediate.
-    let (s, _) = h
-        .call(
-            "POST",
-            "/v1/nodes",
-            Some(json!({"id": "n1", "weight": 1, "url": "ws://n1/ws"})),
-            None,
-        )
-        .await;
-    assert_eq!(s, 201);
+    assert_eq!(h.add_node("n1", 1, "ws://n1/ws").await, 201);
     assert_eq!(h.get("/v1/ring?since=0&wait=30").await["version"], 1);
     // Waiting, then a change arrives.
     let waiter = {

@@ -32,15 +32,7 @@ async fn restart_keeps_the_ring_and_never_reuses_a_version() {
     )
     .await;
     for (id, w) in [("op-1", 1), ("op-2", 4)] {
-        let (s, v) = h
-            .call(
-                "POST",
-                "/v1/nodes",
-                Some(json!({"id": id, "weight": w, "url": format!("ws://{id}/ws")})),
-                None,
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
+        assert_eq!(h.add_node(id, w, &format!("ws://{id}/ws")).await, 201);
     }
     let (s, _) = h
         .call(
@@ -248,15 +240,7 @@ async fn the_stored_record_is_the_ring_snapshot_and_its_version() {
         )
         .await;
     assert_eq!(s, 200);
-    let (s, _) = h
-        .call(
-            "POST",
-            "/v1/nodes",
-            Some(json!({"id": "op-9", "weight": 1, "url": "ws://op-9/ws"})),
-            None,
-        )
-        .await;
-    assert_eq!(s, 201);
+    assert_eq!(h.add_node("op-9", 1, "ws://op-9/ws").await, 201);
 
     let client = redis::Client::open(redis.url.as_str()).expect("redis url");
     let mut conn = client

@@ -218,6 +218,12 @@ impl Http {
             .expect("body")
     }
 
+    /// `POST /v1/nodes` as an operator would (no admin token); returns the status.
+    pub async fn add_node(&self, id: &str, weight: u32, url: &str) -> u16 {
+        let body = serde_json::json!({"id": id, "weight": weight, "url": url});
+        self.call("POST", "/v1/nodes", Some(body), None).await.0
+    }
+
     /// The current ring version.
     pub async fn version(&self) -> u64 {
         self.get("/v1/ring").await["version"]
