@@ -45,6 +45,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
         let (relay, plan) =
             crate::relay::Relay::start(config, shards).context("starting the kafka relay")?;
         node.relay_plan = Some(plan);
+        node.relay_counters = Some(relay.counters().clone());
         Some(relay)
     };
     let node = Arc::new(node);
