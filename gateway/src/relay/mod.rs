@@ -11,7 +11,7 @@
 //! |---|---|
 //! | delivery topic of node `N` (created by `N`, [`RelayConfig::partitions`] partitions, default 8) | `<prefix>.deliver.<N>` |
 //! | consumer group of node `N` (one member: the node) | `<prefix>-node-<N>` |
-//! | control events (ring versions, drains, scale decisions) | `<prefix>.events.control` |
+//! | control events (ring versions, drains, scale decisions; published by `control`, JSON [`rtc_protocol::control::ControlEvent`]) | `<prefix>.events.control` (1 partition) |
 //! | analytics events (connect/disconnect…) | `<prefix>.events.analytics` |
 //!
 //! `prefix` is `KAFKA_TOPIC_PREFIX` (default `rtc`). Each node creates its own delivery
