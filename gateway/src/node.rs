@@ -23,6 +23,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     } else {
         let config = crate::store::StoreConfig {
             redis_url: node.config.redis_url.clone(),
+            key_prefix: node.config.redis_prefix.clone(),
             // The Redis log keeps the bounds the in-memory one would.
             buffer_max: node.config.buffer_max,
             resume_ttl_sec: node.config.resume_ttl_sec,
