@@ -306,8 +306,8 @@ async fn a_redis_outage_refuses_writes_keeps_reads_and_recovers() {
     assert_eq!(s, 201);
 
     // Redis dies: writes are refused with a JSON 503, nothing changes, reads keep working.
-    if let Some(mut child) = redis.child.take() {
-        child.kill9();
+    if let Some(mut server) = redis.server.take() {
+        server.kill();
     }
     let (s, v) = eventually(Duration::from_secs(30), "writes refused", || async {
         let (s, v) = h.call("POST", "/v1/nodes", Some(add("n2")), None).await;

@@ -6,109 +6,27 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{metric_sum, Client, ConnectError, Gateway};
+use testkit::RedisServer;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A `redis-server` child on a loopback port, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let dir = std::env::temp_dir().join(format!("rtc-cluster-redis-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut s = Self {
-            child: None,
-            port,
-            dir,
-        };
-        s.spawn();
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let bin = std::env::var("RTC_REDIS_BIN").unwrap_or_else(|_| "redis-server".to_owned());
-        let child = Command::new(bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts (apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + DEADLINE;
-        while !self.ping() {
-            assert!(Instant::now() < deadline, "redis-server did not answer");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn ping(&self) -> bool {
-        self.conn()
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-            .is_ok()
-    }
-
-    fn conn(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
-    }
-
-    /// The user's cumulative acked offset in Redis.
-    fn acked(&self, user: &str) -> u64 {
-        self.conn()
-            .and_then(|mut c| {
-                redis::cmd("HGET")
-                    .arg(format!("rtc:{{{user}}}:meta"))
-                    .arg("acked")
-                    .query::<Option<u64>>(&mut c)
-            })
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-    }
-
-    /// SIGKILL, like a crash.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The user's cumulative acked offset in Redis.
+fn acked(redis: &RedisServer, user: &str) -> u64 {
+    redis::Client::open(redis.url())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+        .and_then(|mut c| {
+            redis::cmd("HGET")
+                .arg(format!("rtc:{{{user}}}:meta"))
+                .arg("acked")
+                .query::<Option<u64>>(&mut c)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(0)
 }
 
 fn node(id: &str, redis: &RedisServer) -> Gateway {
@@ -122,12 +40,8 @@ fn node(id: &str, redis: &RedisServer) -> Gateway {
     )
 }
 
-fn until(what: &str, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !pred() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn until(what: &str, pred: impl FnMut() -> bool) {
+    testkit::until(what, DEADLINE, pred);
 }
 
 fn ready(g: &Gateway) -> bool {
@@ -141,7 +55,8 @@ fn next_message(c: &mut Client) -> Value {
 
 #[test]
 fn two_nodes_share_the_resume_log_and_survive_redis_outages() {
-    let mut redis = RedisServer::start();
+    // Persistent (AOF, fsync always): its data survives the outage below.
+    let mut redis = RedisServer::persistent();
     let a = node("node-a", &redis);
     let b = node("node-b", &redis);
     until("node a ready", || ready(&a));
@@ -174,7 +89,7 @@ fn two_nodes_share_the_resume_log_and_survive_redis_outages() {
         .expect("resume token")
         .to_owned();
     bob.send(&json!({"type": "ack", "upTo": 2}));
-    until("bob's ack in redis", || redis.acked("bob") == 2);
+    until("bob's ack in redis", || acked(&redis, "bob") == 2);
     bob.close();
 
     // bob resumes on A from an older offset: what he acked on B is not replayed.

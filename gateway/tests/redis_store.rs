@@ -8,9 +8,6 @@
 //! test asserts a latency.
 
 use std::future::Future;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,111 +15,13 @@ use gateway::store::{
     Completion, Full, Reply, Request, SessionRecord, Store, StoreConfig, StoreError, StoreHandle,
 };
 use glommio::{LocalExecutorBuilder, Placement};
+use testkit::RedisServer;
 
 // ----- a Redis server for the test ------------------------------------------------------------
-
-/// A `redis-server` child on a loopback port, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    persistent: bool,
-}
-
-fn redis_bin() -> String {
-    std::env::var("RTC_REDIS_BIN").unwrap_or_else(|_| "redis-server".to_owned())
-}
 
 fn unique() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
-}
-
-impl RedisServer {
-    /// Starts a server; `persistent` = AOF with fsync on every write in a temp dir, so data
-    /// survives a kill and restart.
-    fn start(persistent: bool) -> Self {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let dir = std::env::temp_dir().join(format!(
-            "rtc-redis-store-{}-{}",
-            std::process::id(),
-            unique()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut s = Self {
-            child: None,
-            port,
-            dir,
-            persistent,
-        };
-        s.spawn();
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new(redis_bin());
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--save")
-            .arg("")
-            .arg("--dir")
-            .arg(&self.dir);
-        if self.persistent {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            cmd.args(["--appendonly", "no"]);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts (apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if ping(&self.url()) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not answer");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, like a crash.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn ping(url: &str) -> bool {
-    redis::Client::open(url)
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
-        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-        .is_ok()
 }
 
 /// The test's Redis: the suite's shared one (under a fresh key prefix), or our own.
@@ -134,14 +33,14 @@ struct TestRedis {
 
 fn test_redis() -> TestRedis {
     let prefix = format!("t{}x{}", std::process::id(), unique());
-    match std::env::var("RTC_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => TestRedis {
+    match testkit::shared_redis_url() {
+        Some(url) => TestRedis {
             url,
             prefix,
             _own: None,
         },
-        _ => {
-            let own = RedisServer::start(false);
+        None => {
+            let own = RedisServer::start();
             TestRedis {
                 url: own.url(),
                 prefix,
@@ -845,7 +744,7 @@ fn full_queue_hands_the_request_back() {
 
 #[test]
 fn noscript_reloads_scripts() {
-    let server = RedisServer::start(false);
+    let server = RedisServer::start();
     let (store, mut handles) = start(config(&server.url(), "ns"), 1);
     let url = server.url();
     on_shard(handles.remove(0), move |h| async move {
@@ -869,7 +768,7 @@ fn noscript_reloads_scripts() {
 
 #[test]
 fn redis_down_fails_fast_then_recovers_without_reusing_offsets() {
-    let mut server = RedisServer::start(true);
+    let mut server = RedisServer::persistent();
     let (store, mut handles) = start(config(&server.url(), "rs"), 1);
     let health = store.health_probe();
     let (to_shard, on_shard_rx) = std::sync::mpsc::channel::<&'static str>();
@@ -1070,10 +969,7 @@ fn redis_cpu_seconds(con: &mut redis::Connection) -> f64 {
 #[test]
 fn unreachable_redis_fails_fast_and_reports_unhealthy() {
     // A port nothing listens on (bound, then released).
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().expect("addr").port()
-    };
+    let port = testkit::free_port();
     let cfg = config(&format!("redis://127.0.0.1:{port}/"), "down");
     let (store, mut handles) = Store::start(cfg, 1).expect("starts without redis");
     assert!(!store.wait_healthy(Duration::from_millis(300)));

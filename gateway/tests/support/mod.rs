@@ -478,10 +478,7 @@ impl Control {
     /// Starts `control serve --listen 127.0.0.1:PORT` (in-memory) with `env`, and waits until
     /// `/healthz` answers.
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = testkit::free_port();
         Self::start_on(([127, 0, 0, 1], port).into(), env)
     }
 
