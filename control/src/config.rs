@@ -135,6 +135,10 @@ pub struct Config {
     /// Prefix of the Kafka topic names (the same as the gateway nodes').
     #[arg(long, env = "KAFKA_TOPIC_PREFIX", default_value = "rtc")]
     pub kafka_topic_prefix: String,
+    /// Replication factor of the events topic when control creates it (as the nodes'
+    /// `KAFKA_REPLICATION`).
+    #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
     /// Control events waiting for the Kafka producer; past it an event is dropped (counted).
     #[arg(long, env = "CONTROL_EVENT_QUEUE", default_value_t = crate::events::DEFAULT_EVENT_QUEUE)]
     pub event_queue: usize,
@@ -175,6 +179,7 @@ impl Default for Config {
             scale_in_delay_sec: 300,
             kafka_brokers: None,
             kafka_topic_prefix: "rtc".to_owned(),
+            kafka_replication: 1,
             event_queue: crate::events::DEFAULT_EVENT_QUEUE,
         }
     }
@@ -245,6 +250,10 @@ impl Config {
                 "CONNECT_API_KEYS has more than {MAX_API_KEYS} keys"
             );
         }
+        ensure!(
+            self.kafka_replication >= 1,
+            "KAFKA_REPLICATION must be at least 1"
+        );
         ensure!(
             (1..=crate::events::MAX_EVENT_QUEUE).contains(&self.event_queue),
             "CONTROL_EVENT_QUEUE must be 1..={}",

@@ -86,11 +86,13 @@ pub struct EventSink {
 }
 
 impl EventSink {
-    /// Starts the producer thread for `brokers` (topic `<prefix>.events.control`, queue
-    /// bound `queue`), counting into `counters`. Returns at once: the broker may be down.
+    /// Starts the producer thread for `brokers` (topic `<prefix>.events.control`, created
+    /// with `replication` replicas; queue bound `queue`), counting into `counters`. Returns
+    /// at once: the broker may be down.
     pub fn start(
         brokers: &str,
         prefix: &str,
+        replication: i32,
         queue: usize,
         counters: Arc<EventCounters>,
     ) -> Result<EventSink, EventsError> {
@@ -126,7 +128,7 @@ impl EventSink {
         let c = counters.clone();
         std::thread::Builder::new()
             .name("control-events".into())
-            .spawn(move || run(rx, producer, admin, topic, topic_gone, c))
+            .spawn(move || run(rx, producer, admin, (topic, replication), topic_gone, c))
             .map_err(|e| EventsError::Thread(e.to_string()))?;
         Ok(EventSink { tx, counters })
     }
@@ -234,7 +236,7 @@ fn run(
     rx: mpsc::Receiver<ControlEvent>,
     producer: BaseProducer<Ctx>,
     admin: AdminClient<DefaultClientContext>,
-    topic: String,
+    (topic, replication): (String, i32),
     topic_gone: Arc<AtomicBool>,
     counters: Arc<EventCounters>,
 ) {
@@ -257,7 +259,7 @@ fn run(
         }
         if !topic_ok && last_ensure.is_none_or(|t| t.elapsed() >= ENSURE_RETRY) {
             last_ensure = Some(Instant::now());
-            match rt.block_on(ensure_topic(&admin, &topic)) {
+            match rt.block_on(ensure_topic(&admin, &topic, replication)) {
                 Ok(()) => topic_ok = true,
                 Err(e) => tracing::debug!(error = %e, %topic, "control events topic not ready"),
             }
@@ -297,8 +299,9 @@ fn send(producer: &BaseProducer<Ctx>, topic: &str, event: &ControlEvent, c: &Eve
 async fn ensure_topic(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
+    replication: i32,
 ) -> Result<(), String> {
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication));
     let opts = AdminOptions::new().request_timeout(Some(ENSURE_TIMEOUT));
     let results = admin
         .create_topics([&new], &opts)

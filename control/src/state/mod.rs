@@ -169,6 +169,7 @@ impl Control {
                 EventSink::start(
                     b,
                     &cfg.kafka_topic_prefix,
+                    cfg.kafka_replication,
                     cfg.event_queue,
                     metrics.events.clone(),
                 )
