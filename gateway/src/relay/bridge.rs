@@ -39,10 +39,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a healthy relay compares its consumer's assignment with the delivery topic's
 /// partition count in the broker's metadata (one metadata request each time).
 const ASSIGNMENT_CHECK: Duration = Duration::from_secs(2);
-/// How long the consumer may hold fewer partitions than its topic has before the relay
-/// calls it lost and rebuilds the consumer. Long enough for a normal rebalance after the
-/// topic grew (metadata refresh 5 s + a group rejoin of about half the session timeout).
-const ASSIGNMENT_GRACE: Duration = Duration::from_secs(15);
+/// How long the consumer may hold fewer partitions than its topic has (the topic grew, or
+/// a consumer was built from a stale count) before the relay calls it lost and builds a
+/// consumer holding them all: two checks, so one odd metadata answer changes nothing.
+const ASSIGNMENT_GRACE: Duration = Duration::from_secs(4);
 /// Least time between two attempts to grow a delivery topic that has too few partitions
 /// (a broker without CreatePartitions — tansu 0.6 — refuses every time).
 const GROW_RETRY: Duration = Duration::from_secs(60);
@@ -85,12 +85,12 @@ fn retire(r: &Retirer, item: Retired) {
     }
 }
 
-/// Closing work for a consumer: leave the group first (so a slow close cannot leave a
-/// member that still takes partitions), then drop.
+/// Closing work for a consumer: drop its partitions first (it stops fetching even if the
+/// close then hangs), then drop.
 fn consumer_closer(c: Arc<ConsumerClient>) -> Retired {
     Box::new(move || {
         use rdkafka::consumer::Consumer as _;
-        c.unsubscribe();
+        let _ = c.unassign();
         drop(c);
     })
 }
@@ -369,16 +369,7 @@ impl Bridge {
         let topic = self.cfg.delivery_topic();
         let (p, r) = glommio::executor()
             .spawn_blocking(move || {
-                let r = p
-                    .client()
-                    .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
-                    .map(|md| {
-                        md.topics()
-                            .iter()
-                            .find(|t| t.name() == topic && t.error().is_none())
-                            .map_or(0, |t| t.partitions().len())
-                    })
-                    .map_err(|e| e.to_string());
+                let r = kafka::topic_partitions(p.client(), &topic, PROBE_TIMEOUT);
                 (p, r)
             })
             .await;
@@ -450,8 +441,8 @@ impl Bridge {
     /// Discards the consumer. librdkafka 2.12's fetcher crashes (NULL topic name in
     /// `rd_kafka_metadata_update_op`) when a broker answers a fetch with a leader hint but
     /// no topic id, which tansu does for a partition it no longer knows, i.e. right after a
-    /// restart without storage. So a lost relay stops fetching at once and subscribes again
-    /// with a new consumer only after its topics were re-created.
+    /// restart without storage. So a lost relay stops fetching at once and assigns itself
+    /// its partitions again with a new consumer only after its topics were re-created.
     fn drop_consumer(&self) {
         // Bumping the generation first mutes the old consumer's callbacks.
         self.signals.consumer_gen.fetch_add(1, Ordering::Relaxed);
@@ -461,8 +452,9 @@ impl Bridge {
         }
     }
 
-    fn new_consumer(&self) {
-        match kafka::consumer(&self.cfg, &self.signals) {
+    /// A new consumer holding all `partitions` of the delivery topic.
+    fn new_consumer(&self, partitions: usize) {
+        match kafka::consumer(&self.cfg, &self.signals, partitions) {
             Ok(c) => {
                 if let Some(old) = self.consumer.borrow_mut().replace(Arc::new(c)) {
                     retire(&self.retire, consumer_closer(old));
@@ -655,10 +647,12 @@ impl Bridge {
                             ready = false;
                         }
                     }
-                    if ready && self.consumer.borrow().is_none() {
-                        // Topics exist again: subscribe afresh (see `drop_consumer`), and
-                        // give the new member a full `recreate_after` to join.
-                        self.new_consumer();
+                    // Topics exist again (the probe counted the delivery topic's partitions;
+                    // 0 while it was only just re-created: next tick): assign afresh (see
+                    // `drop_consumer`), and give the new consumer a full `recreate_after`.
+                    let parts = probe.as_ref().map_or(0, |p| *p);
+                    if ready && parts > 0 && self.consumer.borrow().is_none() {
+                        self.new_consumer(parts);
                         self.health.set(Health::Lost {
                             since,
                             rebuilt: Instant::now(),

@@ -92,7 +92,9 @@ pub struct RelayConfig {
     pub message_timeout_ms: u64,
     /// librdkafka producer queue bound (`queue.buffering.max.messages`).
     pub producer_queue: usize,
-    /// Consumer `session.timeout.ms` (`KAFKA_SESSION_TIMEOUT_MS`); the first group join waits
+    /// Consumer `session.timeout.ms` (`KAFKA_SESSION_TIMEOUT_MS`). Only matters to group
+    /// membership, which the relay no longer uses (it assigns itself its partitions); kept
+    /// so existing configurations stay valid. Before that: the first group join waited
     /// about half of it.
     pub session_timeout_ms: u64,
     /// Consumer `fetch.wait.max.ms` (`KAFKA_FETCH_WAIT_MS`).
@@ -255,7 +257,8 @@ pub fn delivery_topic(prefix: &str, node: &str) -> String {
     format!("{prefix}.deliver.{node}")
 }
 
-/// `<prefix>-node-<node>`: the consumer group of `node` (one member per node).
+/// `<prefix>-node-<node>`: the group id `node`'s consumer commits its offsets under (the
+/// consumer assigns itself its partitions; it joins no group).
 pub fn group_id(prefix: &str, node: &str) -> String {
     format!("{prefix}-node-{node}")
 }

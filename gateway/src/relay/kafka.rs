@@ -9,11 +9,11 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::config::{group_id, RelayConfig};
 use super::counters::RelayCounters;
@@ -225,30 +225,9 @@ impl ClientContext for ConsumerCtx {
     }
 }
 
-impl ConsumerContext for ConsumerCtx {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if !self.live() {
-            return;
-        }
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = tpl.count(), "relay consumer assigned");
-                self.signals.assigned.store(tpl.count(), Ordering::Relaxed);
-            }
-            Rebalance::Revoke(tpl) => {
-                if tpl.count() > 0 {
-                    self.signals.assigned.store(0, Ordering::Relaxed);
-                    self.signals
-                        .flag_lost(format!("rebalance revoked {} partitions", tpl.count()));
-                }
-            }
-            Rebalance::Error(e) => {
-                self.signals.assigned.store(0, Ordering::Relaxed);
-                self.signals.flag_lost(format!("rebalance error: {e}"));
-            }
-        }
-    }
-}
+// No rebalance callbacks: the consumer assigns itself its partitions (see `consumer`), so
+// there is no group membership to gain or lose.
+impl ConsumerContext for ConsumerCtx {}
 
 pub(crate) type Producer = BaseProducer<ProducerCtx>;
 pub(crate) type ConsumerClient = BaseConsumer<ConsumerCtx>;
@@ -307,10 +286,19 @@ pub(crate) fn producer(
     .map_err(|e| RelayStartError::Kafka(format!("creating producer: {e}")))
 }
 
-/// The consumer of this node's delivery topic, in this node's group, subscribed.
+/// The consumer of this node's delivery topic, holding all of its `partitions` partitions.
+///
+/// It *assigns* itself every partition instead of subscribing: a node is the only reader of
+/// its delivery topic, so a consumer group's membership buys nothing and costs a lot against
+/// a broker that restarts without storage — a joining member waits for members of the old
+/// group (a discarded consumer whose close hangs) to rejoin or time out, and a new consumer
+/// made in the meantime can end up never assigned, or sharing the partitions with a zombie.
+/// The group id only names where offsets are committed (a restarted node resumes near
+/// where it stopped). Partitions are counted from the broker's metadata by the caller.
 pub(crate) fn consumer(
     cfg: &RelayConfig,
     signals: &Arc<Signals>,
+    partitions: usize,
 ) -> Result<ConsumerClient, RelayStartError> {
     let mut c = base_config(cfg);
     c.set("group.id", group_id(&cfg.prefix, &cfg.node_id))
@@ -336,9 +324,18 @@ pub(crate) fn consumer(
             gen,
         })
         .map_err(|e| RelayStartError::Kafka(format!("creating consumer: {e}")))?;
+    let topic = cfg.delivery_topic();
+    let mut tpl = TopicPartitionList::with_capacity(partitions);
+    for p in 0..partitions {
+        let p = i32::try_from(p).map_err(|_| RelayStartError::Config("partition count"))?;
+        tpl.add_partition_offset(&topic, p, Offset::Stored)
+            .map_err(|e| RelayStartError::Kafka(format!("assigning: {e}")))?;
+    }
     consumer
-        .subscribe(&[&cfg.delivery_topic()])
-        .map_err(|e| RelayStartError::Kafka(format!("subscribing: {e}")))?;
+        .assign(&tpl)
+        .map_err(|e| RelayStartError::Kafka(format!("assigning: {e}")))?;
+    signals.assigned.store(partitions, Ordering::Relaxed);
+    tracing::info!(partitions, %topic, "relay consumer assigned");
     Ok(consumer)
 }
 
@@ -418,6 +415,24 @@ pub(crate) async fn grow_delivery_topic(
         }
     }
     Ok(())
+}
+
+/// Partitions the broker reports for `topic` (0: it does not know the topic). Blocking (a
+/// metadata round trip of at most `timeout`): call it off the relay executor.
+pub(crate) fn topic_partitions<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<usize, String> {
+    client
+        .fetch_metadata(Some(topic), timeout)
+        .map(|md| {
+            md.topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map_or(0, |t| t.partitions().len())
+        })
+        .map_err(|e| e.to_string())
 }
 
 /// One consumed record, copied out of librdkafka's buffer.

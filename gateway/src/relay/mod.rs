@@ -10,7 +10,7 @@
 //! | what | name |
 //! |---|---|
 //! | delivery topic of node `N` (created by `N`, [`RelayConfig::partitions`] partitions, default 8) | `<prefix>.deliver.<N>` |
-//! | consumer group of node `N` (one member: the node) | `<prefix>-node-<N>` |
+//! | group id of node `N` (its committed offsets; no group membership, see below) | `<prefix>-node-<N>` |
 //! | control events (ring versions, drains, scale decisions; published by `control`, JSON [`rtc_protocol::control::ControlEvent`]) | `<prefix>.events.control` (1 partition) |
 //! | analytics events (connect/disconnect…) | `<prefix>.events.analytics` |
 //!
@@ -26,8 +26,12 @@
 //!   `all` for it). `message.timeout.ms` 5 s: a produce that cannot complete by then is
 //!   reported to the sender's shard rather than held indefinitely. No compression.
 //! - Consumer: `fetch.wait.max.ms=5` (an empty fetch returns within 5 ms so a new record
-//!   waits little), `session.timeout.ms` ≈ 6 s (`KAFKA_SESSION_TIMEOUT_MS`; a first join
-//!   waits about half of it), `auto.offset.reset=earliest` (a new group or a partition wiped
+//!   waits little), manual assignment of *every* partition of the delivery topic (counted
+//!   from the broker's metadata) instead of a group subscription — a node is the only
+//!   reader of its topic, and group membership against a broker that restarts without
+//!   storage produced stuck joins and zombie members (a new consumer never assigned, or
+//!   sharing the partitions with a discarded one); `KAFKA_SESSION_TIMEOUT_MS` is still
+//!   passed to librdkafka but no group is joined. `auto.offset.reset=earliest` (a new group or a partition wiped
 //!   by a broker restart skips nothing; replays are deduplicated downstream), offsets
 //!   auto-committed every second (a restarted node resumes near where it stopped; Kafka is
 //!   not the record — the resume log is).
@@ -61,17 +65,17 @@
 //! The shards get [`RelayEvent::Lost`] when the relay may have missed records — all brokers
 //! down; a transport error or a failed delivery followed by a metadata probe that fails or
 //! finds this node's delivery topic gone (a broker that restarted without storage, quickly
-//! enough that librdkafka never reported all brokers down); a consumer error; a rebalance
-//! that revoked the partitions; a fatal producer error — and
+//! enough that librdkafka never reported all brokers down); a consumer error (e.g. its
+//! partitions vanished); a fatal producer error — and
 //! [`RelayEvent::Restored`] once a broker answers, the topics exist again and the consumer
 //! holds every partition the broker reports for its delivery topic (the first `Restored`
 //! also marks the end of start-up). On `Restored` the node reconciles its connected users
 //! against their logs.
 //!
 //! Assignment check: every 2 s a healthy relay compares the partitions its consumer holds
-//! with the delivery topic's partition count in the broker's metadata. Fewer for longer
-//! than 15 s (a normal rebalance is done well within that) counts `assignment_incomplete`,
-//! logs a warning and raises `Lost` (the consumer is rebuilt, users reconciled). A topic
+//! with the delivery topic's partition count in the broker's metadata. Fewer (the topic
+//! grew) in two checks in a row counts `assignment_incomplete`, logs a warning and raises
+//! `Lost` (a consumer holding them all is built, users reconciled). A topic
 //! with fewer partitions than configured (created by someone else) counts `topic_short`
 //! and the relay asks the broker to grow it (tansu 0.6 refuses; the consumer still owns
 //! every partition there is). `/metrics` shows `rtc_socket_relay_assigned_partitions`,
@@ -80,8 +84,8 @@
 //!
 //! Recovery, and the librdkafka hazards it works around (all seen against tansu restarting
 //! with in-memory storage):
-//! - on loss the consumer is discarded at once and a new one subscribes only after the
-//!   topics were re-created: librdkafka 2.12.1 dereferences a NULL topic name (SIGSEGV in
+//! - on loss the consumer is discarded at once and a new one assigns itself the partitions
+//!   only after the topics were re-created: librdkafka 2.12.1 dereferences a NULL topic name (SIGSEGV in
 //!   `rd_kafka_metadata_update_op`) when a fetch answer carries a leader hint without a
 //!   topic id, which is what a restarted broker sends for a partition it no longer knows;
 //! - when a broker answers again the producer is rebuilt: the idempotent producer's id and
@@ -90,8 +94,8 @@
 //! - still lost after [`RelayConfig::recreate_after`] → every client is rebuilt (a fatal
 //!   producer error rebuilds the producer at once);
 //! - discarded clients are closed on a separate thread (closing one against a dead broker
-//!   can hang) and their callbacks are muted (a generation number), so a late revoke from
-//!   an old consumer cannot raise a spurious `Lost`.
+//!   can hang) and their callbacks are muted (a generation number), so a late error from
+//!   an old client cannot raise a spurious `Lost`.
 //!
 //! Residual risk: between a broker's restart and the relay noticing it (≤ one health tick
 //! plus a probe, ~0.2–2 s) the old clients may still talk to the new broker and hit the
@@ -340,8 +344,9 @@ pub struct Relay {
 
 impl Relay {
     /// Validates `config`, starts the relay thread, creates the topics and the clients, and
-    /// returns once they exist (or with an error after [`RelayConfig::start_timeout`]). The consumer's
-    /// first join completes later: [`RelayEvent::Restored`] tells the shards.
+    /// returns once they exist (or with an error after [`RelayConfig::start_timeout`]). The
+    /// first health tick that sees the consumer holding every partition sends
+    /// [`RelayEvent::Restored`] to the shards.
     pub fn start(
         config: RelayConfig,
         shards: usize,
@@ -408,7 +413,29 @@ impl Relay {
                     }
                     glommio::timer::sleep(Duration::from_millis(200)).await;
                 }
-                let consumer = match kafka::consumer(&cfg, &signals) {
+                // The consumer assigns itself every partition the broker reports.
+                let parts = {
+                    use rdkafka::producer::Producer as _;
+                    let p = slot.get();
+                    let topic = cfg.delivery_topic();
+                    glommio::executor()
+                        .spawn_blocking(move || {
+                            kafka::topic_partitions(p.client(), &topic, Duration::from_secs(3))
+                        })
+                        .await
+                };
+                let parts = match parts {
+                    Ok(n) if n > 0 => n,
+                    other => {
+                        let _ = ready_tx.send(Err(RelayStartError::Kafka(format!(
+                            "delivery topic {} has no partitions the broker reports: {other:?}",
+                            cfg.delivery_topic()
+                        ))));
+                        let _ = done_tx.send(());
+                        return;
+                    }
+                };
+                let consumer = match kafka::consumer(&cfg, &signals, parts) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
