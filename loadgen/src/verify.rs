@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_TRACKED_SEQ: u64 = 1 << 22;
 /// Most users listed by name in a summary; the totals still count everyone.
 pub const MAX_REPORTED_USERS: usize = 100;
+/// Lost sequence numbers listed per reported stream (to find them in the server's logs).
+pub const MAX_LISTED_LOST: usize = 8;
 
 /// A growable bitmap of sequence numbers, bounded by [`MAX_TRACKED_SEQ`].
 #[derive(Debug, Default, Clone)]
@@ -91,6 +93,24 @@ impl StreamVerifier {
         }
     }
 
+    /// The first lost sequence numbers (at most [`MAX_LISTED_LOST`]).
+    pub fn first_lost(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (i, a) in self.acked.0.iter().enumerate() {
+            let d = self.delivered.0.get(i).copied().unwrap_or(0);
+            let mut lost = a & !d;
+            while lost != 0 && out.len() < MAX_LISTED_LOST {
+                let bit = lost.trailing_zeros() as u64;
+                out.push(i as u64 * 64 + bit);
+                lost &= lost - 1;
+            }
+            if out.len() >= MAX_LISTED_LOST {
+                break;
+            }
+        }
+        out
+    }
+
     /// The verdict so far (call after the run has drained).
     pub fn verdict(&self) -> Verdict {
         let lost = self
@@ -120,6 +140,9 @@ pub struct UserProblem {
     /// What went wrong.
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// The first lost sequence numbers of the stream (≤ [`MAX_LISTED_LOST`]).
+    #[serde(default)]
+    pub lost_seqs: Vec<u64>,
 }
 
 /// Verification totals over many streams (a worker's, or the merged run's).
@@ -138,6 +161,11 @@ pub struct VerifySummary {
 impl VerifySummary {
     /// Adds one stream's verdict.
     pub fn add_stream(&mut self, receiver: &str, v: Verdict) {
+        self.add_stream_lost(receiver, v, Vec::new());
+    }
+
+    /// Adds one stream's verdict with its first lost sequence numbers.
+    pub fn add_stream_lost(&mut self, receiver: &str, v: Verdict, lost_seqs: Vec<u64>) {
         self.streams += 1;
         self.totals.lost += v.lost;
         self.totals.duplicated += v.duplicated;
@@ -147,6 +175,7 @@ impl VerifySummary {
             self.problems.push(UserProblem {
                 user: receiver.to_owned(),
                 verdict: v,
+                lost_seqs,
             });
         }
     }

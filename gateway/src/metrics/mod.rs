@@ -162,6 +162,10 @@ fn help(family: &str) -> (&'static str, &'static str) {
             "counter",
             "Relay health events seen by the shards (restored: users reconciled).",
         ),
+        names::RELAY_RECORDS_TOTAL => (
+            "counter",
+            "Relay records by outcome, node-wide (produced to other nodes, consumed here).",
+        ),
         _ => ("untyped", ""),
     }
 }
@@ -290,6 +294,22 @@ impl Published {
 fn header(out: &mut String, family: &str, kind: &str, text: &str) {
     let _ = writeln!(out, "# HELP {family} {text}");
     let _ = writeln!(out, "# TYPE {family} {kind}");
+}
+
+/// Renders the node's relay counters (`KAFKA_BROKERS` set): the proof that messages crossed
+/// nodes through Kafka, and how many records failed.
+pub fn render_relay(c: &crate::relay::RelayCountersSnapshot, out: &mut String) {
+    let family = names::RELAY_RECORDS_TOTAL;
+    let (kind, text) = help(family);
+    header(out, family, kind, text);
+    for (result, v) in [
+        ("produced", c.produced),
+        ("produce_failed", c.produce_failed),
+        ("consumed", c.consumed),
+        ("decode_error", c.decode_errors),
+    ] {
+        let _ = writeln!(out, "{family}{{result=\"{result}\"}} {v}");
+    }
 }
 
 /// Renders every shard's snapshot (index = shard id) as Prometheus text.

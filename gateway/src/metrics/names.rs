@@ -34,3 +34,6 @@ pub const REDIRECTS_TOTAL: &str = "rtc_socket_redirects_total";
 pub const REBALANCE_DRAINS_TOTAL: &str = "rtc_socket_rebalance_drains_total";
 /// Counter: relay health events seen by the shards (`lost`, `restored` → reconcile).
 pub const RELAY_EVENTS_TOTAL: &str = "rtc_socket_relay_events_total";
+/// Counter: relay records by outcome, node-wide (`KAFKA_BROKERS`): produced to other nodes'
+/// delivery topics, consumed from this node's, and the failures.
+pub const RELAY_RECORDS_TOTAL: &str = "rtc_socket_relay_records_total";
