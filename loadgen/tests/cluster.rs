@@ -164,6 +164,19 @@ fn sigterm_drain_under_load_delivers_everything_after_resume() {
     assert!(figure(&r, "recovery.resumes") > 0.0, "{s}");
     // A drain loses nothing in flight: what was unanswered was sent again and answered.
     assert_eq!(figure(&r, "msg.unacked"), 0.0, "{s}");
+    assert_resumed_elsewhere(&c, &r);
+}
+
+/// The users that lost their node resumed on the others with the tokens it had issued
+/// (`rtc_socket_resume_success_total`: a resume token verified, the log replayed from the
+/// client's offset).
+fn assert_resumed_elsewhere(c: &Cluster, r: &Value) {
+    let resumed = c.metric_total("rtc_socket_resume_success_total", "");
+    let lost = figure(r, "recovery.lost_connections");
+    assert!(
+        lost > 0.0 && resumed >= lost,
+        "{lost} users lost their node, {resumed} resumed on the others"
+    );
 }
 
 #[test]
@@ -196,6 +209,7 @@ fn kill_9_under_load_users_resume_through_control_with_nothing_acked_lost() {
         r["figures"]["recovery.all_resumed_ms"].is_number(),
         "no recovery time: {s}"
     );
+    assert_resumed_elsewhere(&c, &r);
 }
 
 #[test]
@@ -220,6 +234,8 @@ fn redis_restart_mid_run_loses_nothing_acked() {
     assert!(lg.running(), "loadgen ended during the Redis restart");
     let r = lg.report(RUN_DEADLINE);
     assert_no_loss("redis", &r);
+    // The restart was felt: sends during it were refused (`error unavailable`), not lost.
+    assert!(figure(&r, "msg.nacked") > 0.0, "{}", summary(&r));
 }
 
 #[test]

@@ -23,6 +23,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use rtc_protocol::client::{AckBatcher, Inbox, Receipt, MAX_MISSING_RANGES, MAX_OUTBOX};
+use rtc_protocol::close;
 use rtc_protocol::frames::OwnedServerFrame;
 
 use super::Schedule;
@@ -142,8 +143,16 @@ pub async fn user(w: Rc<Worker>, local: u64) {
                 w.count(|c| c.pings_answered += conn.writer.pongs);
                 w.conn_down();
                 let lost_at = w.user_lost();
+                // 4004: the node cannot resume us (our offset is past its log: state lost).
+                // Start over from whatever the new session replays.
+                let refused = matches!(e, ConnError::Closed(Some(close::RESUME_FAILED)));
+                if refused {
+                    st.inbox = Inbox::with_limits(0, MAX_MISSING_RANGES, INBOX_RECENT_IDS);
+                    st.acks = AckBatcher::default();
+                }
                 let last = st.inbox.last_contiguous();
-                match reconnect(&w, index, Some((&st.resume_token, last))).await {
+                let resume = (!refused).then_some((st.resume_token.as_str(), last));
+                match reconnect(&w, index, resume).await {
                     Some((c, wel)) => {
                         conn = c;
                         st.resume_token = wel.resume_token;

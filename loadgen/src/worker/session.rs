@@ -256,3 +256,84 @@ pub async fn reconnect(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A server that answers the upgrade, then writes `welcome` and a replayed message in one
+    /// write (as the gateway does after a resume).
+    async fn replaying_server(listener: tokio::net::TcpListener) {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut req = Vec::new();
+        let mut b = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut b).await.expect("read request");
+            assert!(n > 0, "client closed early");
+            req.extend_from_slice(&b[..n]);
+        }
+        let text = String::from_utf8_lossy(&req).into_owned();
+        let key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .or_else(|| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("sec-websocket-key: "))
+            })
+            .expect("key")
+            .trim()
+            .to_owned();
+        let mut out = Vec::new();
+        rtc_protocol::http::write_switching_protocols(&key, None, &mut out);
+        let welcome = br#"{"type":"welcome","user":"u","nodeId":"n","shard":0,"resumeToken":"r2","pingIntervalMs":25000,"offset":4,"ringVersion":1}"#;
+        let replay = br#"{"type":"message","msgId":9,"offset":4,"from":"v","payload":{"seq":3,"t":1},"ts":1}"#;
+        encode_frame(OpCode::Text, true, welcome, &mut out);
+        encode_frame(OpCode::Text, true, replay, &mut out);
+        s.write_all(&out).await.expect("write");
+        // Hold the connection until the client is done.
+        let _ = s.read(&mut b).await;
+    }
+
+    #[tokio::test]
+    async fn frames_after_the_welcome_are_kept_for_the_scenario() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(replaying_server(listener));
+        let mut conn = Conn::open(crate::client::conn::Dial {
+            addr,
+            source: None,
+            host: "test",
+            path_and_query: "/ws?userId=u&resume=r1&lastOffset=3",
+            seed: 7,
+        })
+        .await
+        .expect("upgrade");
+        let Greeting::Welcome(w) = greeting(&mut conn).await.expect("greeting") else {
+            panic!("not a welcome");
+        };
+        assert_eq!((w.resume_token.as_str(), w.offset), ("r2", 4));
+        // The replayed message is the next thing the scenario reads.
+        let mut got = None;
+        let read = async {
+            while got.is_none() {
+                conn.read(|ev, _| {
+                    if let Event::Text(t) = ev {
+                        if let Some(OwnedServerFrame::Message { offset, .. }) = frames::parse(t) {
+                            got = Some(offset);
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+                .expect("read");
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        assert_eq!(got, Some(4), "the replay after the welcome was dropped");
+        conn.close().await;
+        server.await.expect("server");
+    }
+}
