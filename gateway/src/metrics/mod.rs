@@ -394,6 +394,21 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn renders_relay_records_by_result() {
+        let c = crate::relay::RelayCountersSnapshot {
+            produced: 7,
+            consumed: 5,
+            ..Default::default()
+        };
+        let mut out = String::new();
+        render_relay(&c, &mut out);
+        assert!(out.contains("# TYPE rtc_socket_relay_records_total counter"));
+        assert!(out.contains("rtc_socket_relay_records_total{result=\"produced\"} 7"));
+        assert!(out.contains("rtc_socket_relay_records_total{result=\"consumed\"} 5"));
+        assert!(out.contains("rtc_socket_relay_records_total{result=\"produce_failed\"} 0"));
+    }
+
+    #[test]
     fn renders_published_values_per_shard() {
         let m = ShardMetrics::default();
         m.inc(Counter::HandshakeOk);
