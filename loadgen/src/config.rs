@@ -10,6 +10,8 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
+use crate::client::pairing::Pairing;
+
 /// Most source addresses `--source-ips` may name.
 pub const MAX_SOURCE_IPS: usize = 4096;
 /// Most `--target-pid` processes sampled.
@@ -122,6 +124,11 @@ pub struct RunArgs {
     /// Prefix of generated user ids (`<prefix>-<n>`).
     #[arg(long, default_value = "lg")]
     pub user_prefix: String,
+    /// `direct` with `--control`: put both users of each pair on the same node, or on two
+    /// different nodes (ids chosen from control's ring), to measure cross-node delivery.
+    #[arg(long, value_enum, default_value_t = Pairing::Any)]
+    #[serde(default)]
+    pub pairing: Pairing,
     /// Seconds a connect (TCP + upgrade + welcome) may take before it counts as a timeout.
     #[arg(long, default_value_t = 10.0)]
     pub connect_timeout: f64,
@@ -154,6 +161,10 @@ impl RunArgs {
         }
         if kind == ScenarioKind::Direct && self.users < 2 {
             bail!("direct needs at least 2 users (they send in pairs)");
+        }
+        if self.pairing != Pairing::Any && (kind != ScenarioKind::Direct || self.control.is_none())
+        {
+            bail!("--pairing applies to direct with --control (it reads control's ring)");
         }
         for (name, v) in [("--ramp", self.ramp), ("--duration", self.duration)] {
             if !(v.is_finite() && v > 0.0) {

@@ -3,5 +3,6 @@
 
 pub mod conn;
 pub mod frames;
+pub mod pairing;
 pub mod resolve;
 pub mod url;

@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
+use crate::client::pairing::{self, Pairing};
 use crate::client::url::Url;
 use crate::config::{ScenarioKind, WorkerSpec};
 use crate::process;
@@ -94,6 +95,8 @@ pub struct Worker {
     pub verifiers: RefCell<Vec<StreamVerifier>>,
     /// Resolved server addresses.
     addrs: RefCell<HashMap<String, SocketAddr>>,
+    /// This worker's user ids when `--pairing` chose them (index - `first_user`).
+    ids: Option<Vec<String>>,
     /// The measured phase, published when the ramp has settled.
     pub phase: watch::Sender<Option<Phase>>,
     /// Set when the run is over (after the drain): every user closes.
@@ -109,6 +112,25 @@ impl Worker {
             (None, None) => anyhow::bail!("no --url and no --control"),
         };
         let source_ips = spec.args.source_ip_list()?;
+        let ids = if spec.args.pairing == Pairing::Any {
+            None
+        } else {
+            let addr = url
+                .authority()
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut it| it.next())
+                .with_context(|| format!("cannot resolve control at {}", url.authority()))?;
+            let ring = pairing::fetch_ring(&url, addr)?;
+            let ids = pairing::pair_ids(
+                &ring,
+                &spec.args.user_prefix,
+                spec.first_user,
+                spec.users,
+                spec.args.pairing,
+            )?;
+            Some(ids)
+        };
         let verifiers = if spec.args.verify {
             vec![StreamVerifier::default(); spec.users as usize]
         } else {
@@ -136,6 +158,7 @@ impl Worker {
             recovery: Cell::new(Recovery::default()),
             verifiers: RefCell::new(verifiers),
             addrs: RefCell::new(HashMap::new()),
+            ids,
             phase: watch::channel(None).0,
             stop: watch::channel(false).0,
             spec,
@@ -144,7 +167,14 @@ impl Worker {
 
     /// The user id of global user index `i`.
     pub fn user_id(&self, i: u64) -> String {
-        format!("{}-{i}", self.spec.args.user_prefix)
+        let chosen = self.ids.as_ref().and_then(|ids| {
+            let local = i.checked_sub(self.spec.first_user)?;
+            ids.get(usize::try_from(local).ok()?)
+        });
+        match chosen {
+            Some(id) => id.clone(),
+            None => format!("{}-{i}", self.spec.args.user_prefix),
+        }
     }
 
     /// µs since the worker's epoch.
