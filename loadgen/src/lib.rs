@@ -37,7 +37,7 @@
 //! - `msg.duplicates_dropped` (replays the client dropped by offset) and `verify.duplicated`
 //!   (delivered twice with different offsets): at-least-once, allowed, reported;
 //! - `verify.out_of_order`: a sender's message delivered after a later one (must be 0);
-//! - `recovery.lost_connections`, `recovery.reconnects`, `recovery.resumes` (attempts that
+//! - `recovery.lost_connections`, `recovery.reconnects`, `recovery.resumes` (reconnects that
 //!   presented a token), `recovery.max_outage_ms` (longest loss → `welcome`),
 //!   `recovery.all_resumed_ms` (**first lost connection → every user connected again**, e.g.
 //!   kill -9 → all resumed), `recovery.users_not_back`.

@@ -38,7 +38,8 @@ pub struct Counters {
     pub gaps: u64,
     /// Reconnects (after a churn disconnect or a lost connection).
     pub reconnects: u64,
-    /// Reconnect attempts that presented a resume token.
+    /// Reconnects that completed (`welcome`) presenting a resume token (the node accepted the
+    /// connection; whether the token was still valid is the node's `resume_success` figure).
     pub resumes: u64,
     /// Server WebSocket pings answered with a pong.
     pub pings_answered: u64,

@@ -231,11 +231,13 @@ pub async fn reconnect(
         if *w.stop.borrow() {
             return None;
         }
-        if resume.is_some() {
-            w.count(|c| c.resumes += 1);
-        }
         match connect_user(w, index, resume).await {
-            Ok(ok) => return Some(ok),
+            Ok(ok) => {
+                if resume.is_some() {
+                    w.count(|c| c.resumes += 1);
+                }
+                return Some(ok);
+            }
             Err(ConnError::Closed(Some(rtc_protocol::close::RESUME_FAILED)))
                 if resume.is_some() =>
             {
