@@ -1,9 +1,11 @@
 //! The cluster scenarios of the issue, end to end with real processes: control, 2–3 gateway
 //! nodes, Redis and the tansu broker on loopback, driven by the real
-//! `loadgen direct --control URL --verify --json FILE`, which users reconnect through (backoff,
-//! resume token + last offset, re-placed by control). Each test breaks one thing mid-run and
-//! asserts on loadgen's report:
+//! `loadgen direct --control URL --verify --json FILE`, whose users reconnect like clients
+//! (backoff, placed again by control, resume token + last offset).
 //!
+//! Scenarios: two-hop relay between nodes; SIGTERM drain; control drain (`POST
+//! /v1/nodes/{id}/drain`, the rebalance path); kill -9; Redis restarted; broker restarted.
+//! Each breaks one thing mid-run and asserts on loadgen's report:
 //! - no acknowledged message lost (`verify.lost`: `sent` received, never delivered);
 //! - no reordering per sender (`verify.out_of_order`);
 //! - every user whose connection was lost came back (`recovery.users_not_back`);
@@ -13,7 +15,10 @@
 //! Sized for a loaded 2-core machine (the issue's bounds): 400 users, 150 msg/s in total,
 //! 25 s of sending, outcomes within generous deadlines, never a latency. The tests run one at
 //! a time (one lock for the whole file); every child runs in its own process group, killed
-//! when the test ends, even on failure (`support::cluster`).
+//! when the test ends, even on failure (`support::cluster`). On failure the tail of every
+//! child's log is printed; `SCENARIO_LOG=info` raises the nodes' log level, and
+//! `SCENARIO_HOLD_SECS=N` keeps a cluster that lost messages up for N seconds (its Redis, to
+//! look at the logs of the users named in the report).
 
 mod support;
 
@@ -21,7 +26,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::cluster::{figure, summary, until, Cluster, ClusterSpec, Loadgen, SETTLE};
+use support::cluster::{figure, metric_sum, summary, until, Cluster, ClusterSpec, Loadgen, SETTLE};
 
 /// Users (= connections), in pairs.
 const USERS: &str = "400";
@@ -163,6 +168,35 @@ fn sigterm_drain_under_load_delivers_everything_after_resume() {
     assert!(figure(&r, "recovery.reconnects") > 0.0, "{s}");
     assert!(figure(&r, "recovery.resumes") > 0.0, "{s}");
     // A drain loses nothing in flight: what was unanswered was sent again and answered.
+    assert_eq!(figure(&r, "msg.unacked"), 0.0, "{s}");
+    assert_resumed_elsewhere(&c, &r);
+}
+
+#[test]
+fn control_drain_under_load_moves_users_with_nothing_lost() {
+    let _one = serial();
+    let c = Cluster::start(
+        "cdrain",
+        &ClusterSpec {
+            nodes: 3,
+            ..ClusterSpec::default()
+        },
+    );
+    let lg = start_load(&c, USERS);
+    // The operator path: control marks node-2 draining, the ring moves its users, and the
+    // node (still running) drains them at DRAIN_RATE to their new owners.
+    let (status, body) = support::cluster::http(c.control.addr, "POST", "/v1/nodes/node-2/drain");
+    assert_eq!(status, 200, "drain: {body}");
+    let node2 = c.node("node-2");
+    until("node-2 drained of its users", SETTLE, || {
+        let m = node2.metrics();
+        metric_sum(&m, "rtc_socket_rebalance_drains_total", "") > 0.0
+            && metric_sum(&m, "rtc_socket_active_connections", "") == 0.0
+    });
+    let r = lg.report(RUN_DEADLINE);
+    assert_no_loss("cdrain", &r);
+    let s = summary(&r);
+    assert!(figure(&r, "cluster.drains") > 0.0, "no drain frame: {s}");
     assert_eq!(figure(&r, "msg.unacked"), 0.0, "{s}");
     assert_resumed_elsewhere(&c, &r);
 }
