@@ -24,6 +24,13 @@ pub const MAX_LISTED_LOST: usize = 8;
 struct SeqBits(Vec<u64>);
 
 impl SeqBits {
+    /// Whether `seq` is set.
+    fn get(&self, seq: u64) -> bool {
+        self.0
+            .get((seq / 64) as usize)
+            .is_some_and(|w| w & (1 << (seq % 64)) != 0)
+    }
+
     /// Sets `seq`; returns whether it was already set.
     fn set(&mut self, seq: u64) -> bool {
         let (word, bit) = ((seq / 64) as usize, seq % 64);
@@ -69,28 +76,32 @@ pub struct StreamVerifier {
 }
 
 impl StreamVerifier {
-    /// The server acknowledged (`sent`) the message with this sequence number.
-    pub fn on_acked(&mut self, seq: u64) {
+    /// The server acknowledged (`sent`) the message with this sequence number. True when it
+    /// is newly acked and not delivered yet: the run now waits for its delivery.
+    pub fn on_acked(&mut self, seq: u64) -> bool {
         if seq >= MAX_TRACKED_SEQ {
-            return;
+            return false;
         }
-        self.acked.set(seq);
+        !self.acked.set(seq) && !self.delivered.get(seq)
     }
 
-    /// The receiver got the message with this sequence number.
-    pub fn on_delivered(&mut self, seq: u64) {
+    /// The receiver got the message with this sequence number. True when this first delivery
+    /// completes an acked message (one the run was waiting for).
+    pub fn on_delivered(&mut self, seq: u64) -> bool {
         if seq >= MAX_TRACKED_SEQ {
             self.untracked += 1;
-            return;
+            return false;
         }
         if self.delivered.set(seq) {
             self.duplicated += 1;
-            return;
+            return false;
         }
+        let awaited = self.acked.get(seq);
         match self.highest_delivered {
             Some(h) if seq < h => self.out_of_order += 1,
             _ => self.highest_delivered = Some(seq),
         }
+        awaited
     }
 
     /// The first lost sequence numbers (at most [`MAX_LISTED_LOST`]).
@@ -202,8 +213,12 @@ mod tests {
 
     fn run(acked: &[u64], delivered: &[u64]) -> Verdict {
         let mut v = StreamVerifier::default();
-        acked.iter().for_each(|s| v.on_acked(*s));
-        delivered.iter().for_each(|s| v.on_delivered(*s));
+        for s in acked {
+            v.on_acked(*s);
+        }
+        for s in delivered {
+            v.on_delivered(*s);
+        }
         v.verdict()
     }
 
@@ -247,6 +262,24 @@ mod tests {
         // The server never promised seq 2 (no `sent`): not delivering it is not a loss.
         assert!(run(&[0, 1], &[0, 1]).is_clean());
         assert_eq!(run(&[0, 1], &[0]).lost, 1);
+    }
+
+    #[test]
+    fn acked_messages_are_awaited_until_delivered_in_either_order() {
+        let mut v = StreamVerifier::default();
+        assert!(v.on_acked(0), "acked first: awaited");
+        assert!(!v.on_acked(0), "a repeated ack adds nothing");
+        assert!(v.on_delivered(0), "its delivery ends the wait");
+        assert!(!v.on_delivered(0), "a duplicate ends nothing");
+        assert!(
+            !v.on_delivered(1),
+            "delivered before its ack: nothing awaited"
+        );
+        assert!(
+            !v.on_acked(1),
+            "acked after its delivery: nothing to wait for"
+        );
+        assert!(!v.on_delivered(2), "never acked (nacked but committed)");
     }
 
     #[test]

@@ -234,9 +234,7 @@ fn on_event(
             };
             w.record_latency(w.now_us().saturating_sub(st.t));
             w.count(|c| c.delivered += 1);
-            if let Some(v) = w.verifiers.borrow_mut().get_mut(local as usize) {
-                v.on_delivered(st.seq);
-            }
+            w.verify_delivered(local as usize, st.seq);
         }
         OwnedServerFrame::Sent { client_msg_id, .. } => {
             let Ok(seq) = client_msg_id.parse::<u64>() else {
@@ -253,9 +251,7 @@ fn on_event(
             // The stream this ack belongs to is received by the partner (local ^ 1 in this
             // worker, since workers hold whole pairs).
             let partner_local = ((w.spec.first_user + local) ^ 1) - w.spec.first_user;
-            if let Some(v) = w.verifiers.borrow_mut().get_mut(partner_local as usize) {
-                v.on_acked(seq);
-            }
+            w.verify_acked(partner_local as usize, seq);
         }
         OwnedServerFrame::Gap { from, to } => {
             st.inbox.gap(from, to);

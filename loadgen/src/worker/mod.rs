@@ -89,6 +89,9 @@ pub struct Worker {
     /// Messages written and not yet answered (`sent` or `error`), over all users: the drain
     /// waits for this to reach 0.
     pub unanswered: Cell<u64>,
+    /// Acked messages not delivered yet, over this worker's streams (`--verify` only: exact
+    /// per sequence number): the drain waits for this to reach 0.
+    pub awaiting: Cell<u64>,
     /// Recovery from lost connections (see [`Recovery`]).
     pub recovery: Cell<Recovery>,
     /// Verification streams, indexed by the receiving user's local index.
@@ -155,6 +158,7 @@ impl Worker {
             last_ramp_connect: Cell::new(None),
             away: Cell::new(0),
             unanswered: Cell::new(0),
+            awaiting: Cell::new(0),
             recovery: Cell::new(Recovery::default()),
             verifiers: RefCell::new(verifiers),
             addrs: RefCell::new(HashMap::new()),
@@ -244,6 +248,24 @@ impl Worker {
     pub fn conn_down(&self) {
         self.connected.set(self.connected.get().saturating_sub(1));
         self.count(|c| c.disconnects += 1);
+    }
+
+    /// Verification: the acked message `seq` of the stream received by local user `receiver`.
+    pub fn verify_acked(&self, receiver: usize, seq: u64) {
+        if let Some(v) = self.verifiers.borrow_mut().get_mut(receiver) {
+            if v.on_acked(seq) {
+                self.awaiting.set(self.awaiting.get() + 1);
+            }
+        }
+    }
+
+    /// Verification: local user `receiver` got message `seq` of its stream.
+    pub fn verify_delivered(&self, receiver: usize, seq: u64) {
+        if let Some(v) = self.verifiers.borrow_mut().get_mut(receiver) {
+            if v.on_delivered(seq) {
+                self.awaiting.set(self.awaiting.get().saturating_sub(1));
+            }
+        }
     }
 
     /// A user's connection was lost without our asking (server close, reset, node gone): it
