@@ -37,6 +37,8 @@
 //! - `msg.duplicates_dropped` (replays the client dropped by offset) and `verify.duplicated`
 //!   (delivered twice with different offsets): at-least-once, allowed, reported;
 //! - `verify.out_of_order`: a sender's message delivered after a later one (must be 0);
+//! - `verify.delivered_unacked`: delivered although its sender got no `sent` (refused or
+//!   unanswered, yet committed — e.g. Redis applied the write but the reply was lost);
 //! - `recovery.lost_connections`, `recovery.reconnects`, `recovery.resumes` (reconnects that
 //!   presented a token), `recovery.max_outage_ms` (longest loss → `welcome`),
 //!   `recovery.all_resumed_ms` (**first lost connection → every user connected again**, e.g.

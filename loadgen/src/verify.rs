@@ -55,6 +55,10 @@ pub struct Verdict {
     pub out_of_order: u64,
     /// Past [`MAX_TRACKED_SEQ`]: not verified.
     pub untracked: u64,
+    /// Delivered although the sender never got its `sent` (refused with `error` or unanswered,
+    /// yet committed): not a fault of delivery, but the sender was told less than happened.
+    #[serde(default)]
+    pub delivered_unacked: u64,
 }
 
 impl Verdict {
@@ -134,11 +138,22 @@ impl StreamVerifier {
                 (a & !d).count_ones() as u64
             })
             .sum();
+        let delivered_unacked = self
+            .delivered
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let a = self.acked.0.get(i).copied().unwrap_or(0);
+                (d & !a).count_ones() as u64
+            })
+            .sum();
         Verdict {
             lost,
             duplicated: self.duplicated,
             out_of_order: self.out_of_order,
             untracked: self.untracked,
+            delivered_unacked,
         }
     }
 }
@@ -182,6 +197,7 @@ impl VerifySummary {
         self.totals.duplicated += v.duplicated;
         self.totals.out_of_order += v.out_of_order;
         self.totals.untracked += v.untracked;
+        self.totals.delivered_unacked += v.delivered_unacked;
         if !v.is_clean() && self.problems.len() < MAX_REPORTED_USERS {
             self.problems.push(UserProblem {
                 user: receiver.to_owned(),
@@ -198,6 +214,7 @@ impl VerifySummary {
         self.totals.duplicated += o.totals.duplicated;
         self.totals.out_of_order += o.totals.out_of_order;
         self.totals.untracked += o.totals.untracked;
+        self.totals.delivered_unacked += o.totals.delivered_unacked;
         for p in &o.problems {
             if self.problems.len() >= MAX_REPORTED_USERS {
                 break;
@@ -236,7 +253,8 @@ mod tests {
                 lost: 1,
                 duplicated: 0,
                 out_of_order: 0,
-                untracked: 0
+                untracked: 0,
+                delivered_unacked: 0,
             }
         );
     }
@@ -262,6 +280,10 @@ mod tests {
         // The server never promised seq 2 (no `sent`): not delivering it is not a loss.
         assert!(run(&[0, 1], &[0, 1]).is_clean());
         assert_eq!(run(&[0, 1], &[0]).lost, 1);
+        // Delivered without a `sent` (refused, yet committed): clean, and counted.
+        let v = run(&[0], &[0, 1]);
+        assert!(v.is_clean());
+        assert_eq!(v.delivered_unacked, 1);
     }
 
     #[test]

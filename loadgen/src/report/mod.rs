@@ -196,6 +196,10 @@ impl RunReport {
             f.insert("verify.lost".into(), v.totals.lost as f64);
             f.insert("verify.duplicated".into(), v.totals.duplicated as f64);
             f.insert("verify.out_of_order".into(), v.totals.out_of_order as f64);
+            f.insert(
+                "verify.delivered_unacked".into(),
+                v.totals.delivered_unacked as f64,
+            );
         }
         for (i, t) in self.targets.iter().enumerate() {
             let p = if self.targets.len() == 1 {

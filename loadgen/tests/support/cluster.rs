@@ -654,6 +654,7 @@ pub fn summary(report: &Value) -> String {
         "verify.lost",
         "verify.duplicated",
         "verify.out_of_order",
+        "verify.delivered_unacked",
         "recovery.lost_connections",
         "recovery.reconnects",
         "recovery.resumes",
