@@ -63,7 +63,7 @@ fn start_load(c: &Cluster, users: &str) -> Loadgen {
         "30",
         // Bounded: the drain ends as soon as everyone is back and everything has arrived.
         "--drain",
-        "60",
+        "45",
         "--label",
         "scenario",
     ]);
