@@ -71,6 +71,9 @@ pub enum ConnError {
     /// The server sent something the scenario did not expect.
     #[error("unexpected: {0}")]
     Unexpected(String),
+    /// Nodes kept redirecting the user (their rings disagree during a change).
+    #[error("too many redirects")]
+    RedirectLoop,
 }
 
 impl ConnError {
@@ -100,6 +103,7 @@ impl ConnError {
             ConnError::Unsupported => "ws_unsupported".into(),
             ConnError::Timeout(what) => format!("timeout_{what}"),
             ConnError::Unexpected(_) => "unexpected_frame".into(),
+            ConnError::RedirectLoop => "redirect_loop".into(),
         }
     }
 }

@@ -85,7 +85,7 @@ async fn open_user(
                 w.count(|c| c.redirects += 1);
                 hops += 1;
                 if hops > MAX_REDIRECTS {
-                    return Err(ConnError::Unexpected("redirect loop".into()));
+                    return Err(ConnError::RedirectLoop);
                 }
                 let next = Url::parse(&ws_url, "ws")
                     .map_err(|_| ConnError::Setup("bad wsUrl in redirect"))?;
