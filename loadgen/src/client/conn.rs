@@ -312,6 +312,18 @@ impl Conn {
         result
     }
 
+    /// Puts already-decoded server frames (re-encoded, unmasked) back in front of whatever is
+    /// buffered: the next [`Conn::read`] hands them out first. For a reader that stopped at a
+    /// frame (the `welcome`) while the same read carried more (a resume's replay).
+    pub fn unread(&mut self, frames: Vec<u8>) {
+        if frames.is_empty() {
+            return;
+        }
+        let rest = std::mem::take(&mut self.pending);
+        self.pending = frames;
+        self.pending.extend_from_slice(&rest);
+    }
+
     fn stash(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         if self.pending.len() + bytes.len() > MAX_FRAME_BYTES + rtc_protocol::ws::MAX_HEADER_LEN {
             return Err(ConnError::Unsupported);
