@@ -128,6 +128,16 @@ pub struct Config {
     /// Autoscaling: seconds the target must stay below the current count before scaling in.
     #[arg(long, env = "SCALE_IN_DELAY_SEC", default_value_t = 300)]
     pub scale_in_delay_sec: u64,
+    /// Kafka brokers (comma separated); when set, ring versions, drains and scaling
+    /// decisions are published to `<KAFKA_TOPIC_PREFIX>.events.control` (see `events.rs`).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Prefix of the Kafka topic names (the same as the gateway nodes').
+    #[arg(long, env = "KAFKA_TOPIC_PREFIX", default_value = "rtc")]
+    pub kafka_topic_prefix: String,
+    /// Control events waiting for the Kafka producer; past it an event is dropped (counted).
+    #[arg(long, env = "CONTROL_EVENT_QUEUE", default_value_t = crate::events::DEFAULT_EVENT_QUEUE)]
+    pub event_queue: usize,
 }
 
 impl Default for Config {
@@ -163,6 +173,9 @@ impl Default for Config {
             max_scale_step: s.max_step,
             scaling_interval_sec: 30,
             scale_in_delay_sec: 300,
+            kafka_brokers: None,
+            kafka_topic_prefix: "rtc".to_owned(),
+            event_queue: crate::events::DEFAULT_EVENT_QUEUE,
         }
     }
 }
@@ -232,6 +245,20 @@ impl Config {
                 "CONNECT_API_KEYS has more than {MAX_API_KEYS} keys"
             );
         }
+        ensure!(
+            (1..=crate::events::MAX_EVENT_QUEUE).contains(&self.event_queue),
+            "CONTROL_EVENT_QUEUE must be 1..={}",
+            crate::events::MAX_EVENT_QUEUE
+        );
+        ensure!(
+            !self.kafka_topic_prefix.is_empty()
+                && self.kafka_topic_prefix.len() <= 64
+                && self
+                    .kafka_topic_prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+            "KAFKA_TOPIC_PREFIX must be 1..=64 characters of [A-Za-z0-9._-]"
+        );
         if let Some(url) = &self.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 bail!("REDIS_URL must start with redis:// or rediss://");

@@ -12,6 +12,7 @@
 //! control resolve alice
 //! RING_SECRET=… control serve                     # /v1/connect then signs connect tokens
 //! REDIS_URL=redis://127.0.0.1:6379/ control serve # persisted ring, one leader among replicas
+//! KAFKA_BROKERS=127.0.0.1:9092 control serve      # + events to rtc.events.control
 //! ```
 //!
 //! Every setting is a flag and an environment variable (`control serve --help`); see
@@ -27,6 +28,9 @@
 //! - `http/` — the axum API: nodes and heartbeats, ring and long-poll, placement, ops,
 //!   auth, write forwarding from followers, JSON errors.
 //! - `dashboard/` — the self-contained live page served at `/`.
+//! - `events.rs` — ring versions, drains and scaling decisions to Kafka
+//!   (`<prefix>.events.control`, schema `rtc_protocol::control::ControlEvent`), off the API's
+//!   path: bounded queue, one producer thread, drops counted.
 //! - `metrics.rs` — every metric name, declared once, and the Prometheus text output.
 //! - `cli/` — the operator commands (HTTP client, human tables, `--json`) and `serve` startup.
 //! - `LIFECYCLE.md` (beside `Cargo.toml`) — a node's life in the ring, a version's life,
@@ -51,6 +55,7 @@
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod scaling;

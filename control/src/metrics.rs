@@ -28,6 +28,8 @@ pub const HEARTBEATS: &str = "rtc_lb_heartbeats_total";
 pub const LONG_POLLS_REFUSED: &str = "rtc_lb_long_polls_refused_total";
 /// Whether this instance holds the leader lease (gauge 0/1).
 pub const IS_LEADER: &str = "rtc_lb_is_leader";
+/// Control events for Kafka, by `outcome`: `published`, `failed`, `dropped` (counter).
+pub const EVENTS: &str = "rtc_lb_events_total";
 /// HTTP requests, by `route` and `status` (counter).
 pub const HTTP_REQUESTS: &str = "rtc_lb_http_requests_total";
 /// HTTP request latency, by `route` (histogram).
@@ -61,6 +63,8 @@ pub struct Metrics {
     pub heartbeats_refused: AtomicU64,
     /// Long-polls refused.
     pub long_polls_refused: AtomicU64,
+    /// Control events (shared with the Kafka producer thread, `events.rs`).
+    pub events: std::sync::Arc<crate::events::EventCounters>,
     http: Mutex<HttpSeries>,
 }
 
@@ -180,6 +184,21 @@ impl Metrics {
             "Ring long-polls refused because too many were waiting.",
             self.long_polls_refused.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            o,
+            "# HELP {EVENTS} Control events for Kafka by outcome.\n# TYPE {EVENTS} counter"
+        );
+        for (outcome, v) in [
+            ("published", &self.events.published),
+            ("failed", &self.events.failed),
+            ("dropped", &self.events.dropped),
+        ] {
+            let _ = writeln!(
+                o,
+                "{EVENTS}{{outcome=\"{outcome}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
         if let Ok(s) = self.http.lock() {
             let _ = writeln!(
                 o,

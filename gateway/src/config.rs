@@ -113,6 +113,9 @@ pub struct Config {
     /// `redis://…` of the shared store. Empty = no store: the in-memory session log is the
     /// commit point. Set: the Redis resume log is (see `shard/datapath.rs`).
     pub redis_url: String,
+    /// Prefix of every Redis key this node uses (`PREFIX:{user}:…`), so several clusters
+    /// can share one Redis. Default [`crate::store::KEY_PREFIX`] (`rtc`, today's key names).
+    pub redis_prefix: String,
     /// Kafka bootstrap brokers of the relay (needs `redis_url` and `control_url`). Empty = no
     /// relay: no live delivery between nodes (`shard/relaypath.rs`).
     pub kafka_brokers: String,
@@ -158,6 +161,7 @@ impl Default for Config {
             admin_token: String::new(),
             node_token: String::new(),
             redis_url: String::new(),
+            redis_prefix: crate::store::KEY_PREFIX.to_owned(),
             kafka_brokers: String::new(),
         }
     }
@@ -200,6 +204,7 @@ impl Config {
             bail!("IO_MEMORY_KIB must be >= 64");
         }
         crate::cluster::validate(self)?;
+        crate::store::check_prefix(&self.redis_prefix).context("REDIS_PREFIX")?;
         if !self.kafka_brokers.is_empty()
             && (self.redis_url.is_empty() || self.control_url.is_empty())
         {
@@ -418,6 +423,10 @@ pub struct Settings {
     /// point, so users resume on any node. Empty = in-memory only.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key of this node [default: rtc]; clusters sharing one Redis
+    /// use different ones (no `{`, `}` or `:`).
+    #[arg(long, env = "REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// Kafka brokers of the cross-node relay (`host:port,…`); needs REDIS_URL and a control
     /// URL. Other relay knobs: `KAFKA_TOPIC_PREFIX`, `KAFKA_ACKS`, … (see `relay/`).
     #[arg(long, env = "KAFKA_BROKERS")]
@@ -474,6 +483,7 @@ impl Settings {
         set(&mut c.admin_token, &self.admin_token);
         set(&mut c.node_token, &self.node_token);
         set(&mut c.redis_url, &self.redis_url);
+        set(&mut c.redis_prefix, &self.redis_prefix);
         set(&mut c.kafka_brokers, &self.kafka_brokers);
     }
 }
@@ -498,6 +508,27 @@ mod tests {
         assert_eq!(c.node_id, "from-file");
         assert_eq!(c.buffer_max, 7);
         assert_eq!(c.ping_interval_sec, 25);
+    }
+
+    #[test]
+    fn redis_prefix_from_flag_or_file_defaults_to_todays_keys_and_is_checked() {
+        let c = Config::from_settings(&Settings::default(), &Settings::parse_from(["gateway"]))
+            .expect("merge");
+        assert_eq!(c.redis_prefix, "rtc");
+        let file: Settings = toml::from_str("redis_prefix = \"blue\"\n").expect("toml parses");
+        let c = Config::from_settings(&file, &Settings::parse_from(["gateway"])).expect("merge");
+        assert_eq!(c.redis_prefix, "blue");
+        let cli = Settings::parse_from(["gateway", "--redis-prefix", "green"]);
+        let c = Config::from_settings(&file, &cli).expect("merge");
+        assert_eq!(c.redis_prefix, "green");
+        c.validate().expect("valid prefix");
+        for bad in ["", "a:b", "a{b", "a}b"] {
+            let c = Config {
+                redis_prefix: bad.to_owned(),
+                ..Config::default()
+            };
+            assert!(c.validate().is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     } else {
         let config = crate::store::StoreConfig {
             redis_url: node.config.redis_url.clone(),
+            key_prefix: node.config.redis_prefix.clone(),
             // The Redis log keeps the bounds the in-memory one would.
             buffer_max: node.config.buffer_max,
             resume_ttl_sec: node.config.resume_ttl_sec,
@@ -45,6 +46,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
         let (relay, plan) =
             crate::relay::Relay::start(config, shards).context("starting the kafka relay")?;
         node.relay_plan = Some(plan);
+        node.relay_counters = Some(relay.counters().clone());
         Some(relay)
     };
     let node = Arc::new(node);

@@ -130,8 +130,8 @@ fn two_hop_relay_between_nodes_keeps_order() {
     assert_eq!(figure(&r, "verify.duplicated"), 0.0, "{s}");
     assert_eq!(figure(&r, "recovery.lost_connections"), 0.0, "{s}");
     // Messages really crossed nodes through Kafka.
-    let produced = c.metric_total("rtc_socket_relay_records_total", "produced");
-    let consumed = c.metric_total("rtc_socket_relay_records_total", "consumed");
+    let produced = c.metric_total("rtc_socket_relay_total", "outcome=\"produced\"");
+    let consumed = c.metric_total("rtc_socket_relay_total", "outcome=\"consumed\"");
     eprintln!("relay: produced {produced} consumed {consumed}");
     assert!(
         produced > 0.0 && consumed > 0.0,

@@ -4,6 +4,7 @@
 //! - `GET /v1/connect?userId=U` — [`ConnectResponse`] (where to connect, with a token).
 //! - `GET /v1/resolve?userId=U` — [`ResolveResponse`] (who owns a user, no token).
 //! - Errors — [`ApiError`] with the HTTP status from [`crate::close::http`].
+//! - Kafka `<prefix>.events.control` — [`ControlEvent`] records published by control.
 //!
 //! Unknown fields are ignored when parsing and optional fields have defaults, so a node and
 //! a control plane one version apart still understand each other; [`HEARTBEAT_VERSION`]
@@ -121,6 +122,114 @@ pub struct ScaleSignal {
     pub ts: u64,
 }
 
+/// Schema version of [`ControlEvent`] (the `v` field of every event).
+pub const CONTROL_EVENT_VERSION: u32 = 1;
+/// Record key of [`ControlEvent::RingVersion`] (every version in one key: one order).
+pub const RING_EVENT_KEY: &str = "ring";
+/// Record key of [`ControlEvent::ScaleDecision`].
+pub const SCALE_EVENT_KEY: &str = "scale";
+
+/// `<prefix>.events.control`: the Kafka topic of control events (`KAFKA_TOPIC_PREFIX`,
+/// default `rtc`). One partition (whoever creates it first — control or a gateway node —
+/// creates it so), so consumers see every event in the order control published it.
+pub fn control_events_topic(prefix: &str) -> String {
+    format!("{prefix}.events.control")
+}
+
+/// `<prefix>.events.analytics`: the Kafka topic of analytics events (connects,
+/// disconnects), published by gateway nodes.
+pub fn analytics_events_topic(prefix: &str) -> String {
+    format!("{prefix}.events.analytics")
+}
+
+/// One control event: a JSON record on [`control_events_topic`], internally tagged by
+/// `type`, camelCase fields, keyed as [`ControlEvent::key`] says.
+///
+/// ```json
+/// {"type":"ringVersion","v":1,"version":4,"atMs":1700000000000,"cause":"operator",
+///  "diffs":[{"op":"setState","id":"gw-2","state":"draining"}],"nodes":3}
+/// {"type":"drain","v":1,"nodeId":"gw-2","version":4,"atMs":1700000000000,"cause":"operator"}
+/// {"type":"scaleDecision","v":1,"atMs":1700000000500,"decision":"scale_out","desired":3,
+///  "current":2,"target":3,"totalConn":12000,"totalMps":800.0,"p95Ms":12.5,
+///  "reason":"target above current"}
+/// ```
+///
+/// Consumers must ignore unknown fields and unknown `type`s (newer control versions add
+/// them); `v` changes only when a field's meaning does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ControlEvent {
+    /// A new ring version: the typed diffs that made it (a batch is one version, e.g. a
+    /// node's URL change is remove + add).
+    #[serde(rename_all = "camelCase")]
+    RingVersion {
+        /// [`CONTROL_EVENT_VERSION`].
+        v: u32,
+        /// The version this change produced.
+        version: u64,
+        /// When it was applied, unix ms.
+        at_ms: u64,
+        /// Who made it: `operator`, `heartbeat` (a node joined), `expiry` (a node went
+        /// silent), `url change`.
+        cause: String,
+        /// The diffs, in the order applied (`{"op":"addNode",…}`, see `rtc_ring::Diff`).
+        diffs: Vec<rtc_ring::Diff>,
+        /// Nodes in the ring after the change.
+        nodes: u32,
+    },
+    /// A node was set draining (by an operator, or by the node itself on SIGTERM); its
+    /// users move to their new owners. Also published as part of its `ringVersion`.
+    #[serde(rename_all = "camelCase")]
+    Drain {
+        /// [`CONTROL_EVENT_VERSION`].
+        v: u32,
+        /// The draining node.
+        node_id: String,
+        /// The ring version that drains it.
+        version: u64,
+        /// When, unix ms.
+        at_ms: u64,
+        /// Who asked (see `RingVersion::cause`).
+        cause: String,
+    },
+    /// An autoscaling decision (every decision, `hold` included; one per
+    /// `SCALING_INTERVAL_SEC` at most).
+    #[serde(rename_all = "camelCase")]
+    ScaleDecision {
+        /// [`CONTROL_EVENT_VERSION`].
+        v: u32,
+        /// When it was made, unix ms.
+        at_ms: u64,
+        /// `scale_out`, `scale_in` or `hold`.
+        decision: String,
+        /// Replicas to run (the exported metric).
+        desired: u32,
+        /// Replicas running (live active nodes).
+        current: u32,
+        /// The raw formula target `max(r_conn, r_mps, r_lat)`.
+        target: u32,
+        /// Connections over live nodes.
+        total_conn: u64,
+        /// Messages per second over live nodes.
+        total_mps: f64,
+        /// Connection-weighted p95 latency, ms.
+        p95_ms: f64,
+        /// Why `desired` is what it is, in words.
+        reason: String,
+    },
+}
+
+impl ControlEvent {
+    /// The record key: [`RING_EVENT_KEY`], the node id of a drain, or [`SCALE_EVENT_KEY`].
+    pub fn key(&self) -> &str {
+        match self {
+            ControlEvent::RingVersion { .. } => RING_EVENT_KEY,
+            ControlEvent::Drain { node_id, .. } => node_id,
+            ControlEvent::ScaleDecision { .. } => SCALE_EVENT_KEY,
+        }
+    }
+}
+
 /// An error body: `{"error":"not_found","message":"no such node"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -159,6 +268,35 @@ mod tests {
         assert!(serde_json::to_string(&hb)
             .unwrap()
             .contains("\"p95LatencyMs\""));
+    }
+
+    #[test]
+    fn control_events_are_tagged_camel_case_and_keyed() {
+        let e = ControlEvent::RingVersion {
+            v: CONTROL_EVENT_VERSION,
+            version: 4,
+            at_ms: 1,
+            cause: "operator".into(),
+            diffs: vec![rtc_ring::Diff::SetState {
+                id: "gw-2".into(),
+                state: rtc_ring::NodeState::Draining,
+            }],
+            nodes: 3,
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert!(
+            s.starts_with(r#"{"type":"ringVersion","v":1,"version":4,"atMs":1,"#),
+            "{s}"
+        );
+        assert!(s.contains(r#""diffs":[{"op":"setState","id":"gw-2","state":"draining"}]"#));
+        assert_eq!(serde_json::from_str::<ControlEvent>(&s).unwrap(), e);
+        assert_eq!(e.key(), RING_EVENT_KEY);
+        let d: ControlEvent = serde_json::from_str(
+            r#"{"type":"drain","v":1,"nodeId":"gw-2","version":4,"atMs":1,"cause":"operator","new":0}"#,
+        )
+        .unwrap();
+        assert_eq!(d.key(), "gw-2");
+        assert_eq!(control_events_topic("rtc"), "rtc.events.control");
     }
 
     #[test]

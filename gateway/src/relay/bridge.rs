@@ -36,6 +36,16 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 const HEALTH_TICK: Duration = Duration::from_millis(200);
 /// Timeout of a metadata probe / topic creation during recovery.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a healthy relay compares its consumer's assignment with the delivery topic's
+/// partition count in the broker's metadata (one metadata request each time).
+const ASSIGNMENT_CHECK: Duration = Duration::from_secs(2);
+/// How long the consumer may hold fewer partitions than its topic has before the relay
+/// calls it lost and rebuilds the consumer. Long enough for a normal rebalance after the
+/// topic grew (metadata refresh 5 s + a group rejoin of about half the session timeout).
+const ASSIGNMENT_GRACE: Duration = Duration::from_secs(15);
+/// Least time between two attempts to grow a delivery topic that has too few partitions
+/// (a broker without CreatePartitions — tansu 0.6 — refuses every time).
+const GROW_RETRY: Duration = Duration::from_secs(60);
 /// Longest the executor waits at stop for the pumps to return from librdkafka.
 const STOP_WAIT: Duration = Duration::from_secs(3);
 /// Most destination topic names cached (node ids are few; the cache is cleared past this).
@@ -119,6 +129,13 @@ pub(crate) struct Bridge {
     pumps: Cell<usize>,
     /// When the producer was last built (rebuilds on failing deliveries are rate-limited).
     producer_built: Cell<Instant>,
+    /// When a healthy relay last compared its assignment with the topic metadata.
+    last_check: Cell<Instant>,
+    /// Since when the consumer holds fewer partitions than the topic has (`None`: it holds
+    /// them all).
+    short_since: Cell<Option<Instant>>,
+    /// When the relay last tried to grow a delivery topic that has too few partitions.
+    last_grow: Cell<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -153,6 +170,9 @@ impl Bridge {
             health: Cell::new(Health::Starting),
             pumps: Cell::new(0),
             producer_built: Cell::new(Instant::now()),
+            last_check: Cell::new(Instant::now()),
+            short_since: Cell::new(None),
+            last_grow: Cell::new(None),
         }
     }
 
@@ -338,10 +358,13 @@ impl Bridge {
         self.pumps.set(self.pumps.get().saturating_sub(1));
     }
 
-    /// Metadata round trip through the producer: does a broker answer, and does it still
-    /// know this node's delivery topic? (A broker that restarted without storage answers
-    /// but has forgotten it: records for this node may have been lost with it.)
-    async fn probe(&self) -> Result<bool, String> {
+    /// Metadata round trip through the producer: does a broker answer, and how many
+    /// partitions does this node's delivery topic have (0: the broker does not know it —
+    /// one that restarted without storage answers but has forgotten it, and records for
+    /// this node may have been lost with it)? The count is kept for `/metrics` and for the
+    /// assignment check. (The lookup cannot create the topic: see `allow.auto.create.topics`
+    /// in `kafka.rs`.)
+    async fn probe(&self) -> Result<usize, String> {
         let p = self.slot.get();
         let topic = self.cfg.delivery_topic();
         let (p, r) = glommio::executor()
@@ -350,16 +373,63 @@ impl Bridge {
                     .client()
                     .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
                     .map(|md| {
-                        md.topics().iter().any(|t| {
-                            t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
-                        })
+                        md.topics()
+                            .iter()
+                            .find(|t| t.name() == topic && t.error().is_none())
+                            .map_or(0, |t| t.partitions().len())
                     })
                     .map_err(|e| e.to_string());
                 (p, r)
             })
             .await;
         self.release_producer(p);
+        if let Ok(n) = r {
+            self.signals.topic_partitions.store(n, Ordering::Relaxed);
+            self.signals
+                .counters
+                .topic_partitions
+                .store(n as u64, Ordering::Relaxed);
+        }
         r
+    }
+
+    /// The delivery topic exists with `parts` partitions: fewer than configured means
+    /// someone else created it with the broker's default. Counted and logged; grown (at
+    /// most once per [`GROW_RETRY`]) where the broker supports it — the consumer's group
+    /// then rebalances onto the new partitions by itself. Where it cannot be grown the
+    /// consumer still owns every partition the topic has, so nothing goes unread; only the
+    /// spread is smaller than configured.
+    async fn grow_if_short(&self, parts: usize) {
+        let want = usize::try_from(self.cfg.partitions).unwrap_or(0);
+        if parts == 0 || parts >= want {
+            return;
+        }
+        if self
+            .last_grow
+            .get()
+            .is_some_and(|t| t.elapsed() < GROW_RETRY)
+        {
+            return;
+        }
+        self.last_grow.set(Some(Instant::now()));
+        RelayCounters::bump(&self.signals.counters.topic_short);
+        let admin = self.admin.borrow().clone();
+        let r = kafka::grow_delivery_topic(&admin, &self.cfg, PROBE_TIMEOUT).await;
+        tracing::warn!(
+            node = %self.cfg.node_id,
+            topic = %self.cfg.delivery_topic(),
+            partitions = parts,
+            configured = want,
+            result = ?r,
+            "relay: delivery topic has too few partitions; growing it"
+        );
+    }
+
+    /// Whether the consumer holds every partition of its topic, as of the last probe.
+    fn fully_assigned(&self) -> bool {
+        let assigned = self.signals.assigned.load(Ordering::Relaxed);
+        let parts = self.signals.topic_partitions.load(Ordering::Relaxed);
+        assigned > 0 && assigned >= parts
     }
 
     /// Drops a producer handle; one the slot no longer holds may be the last and close the
@@ -433,6 +503,41 @@ impl Bridge {
         }
     }
 
+    /// A healthy relay's assignment against the topic's `parts` partitions: `Some(reason)`
+    /// once the consumer has held fewer for longer than [`ASSIGNMENT_GRACE`] (counted,
+    /// logged; losing the relay rebuilds the consumer and reconciles the users).
+    fn check_assignment(&self, parts: usize) -> Option<String> {
+        if self.health.get() != Health::Up {
+            return None;
+        }
+        let assigned = self.signals.assigned.load(Ordering::Relaxed);
+        if assigned >= parts {
+            self.short_since.set(None);
+            return None;
+        }
+        let since = match self.short_since.get() {
+            Some(t) => t,
+            None => {
+                self.short_since.set(Some(Instant::now()));
+                return None;
+            }
+        };
+        if since.elapsed() < ASSIGNMENT_GRACE {
+            return None;
+        }
+        self.short_since.set(None);
+        RelayCounters::bump(&self.signals.counters.assignment_incomplete);
+        tracing::warn!(
+            node = %self.cfg.node_id,
+            assigned,
+            partitions = parts,
+            "relay: consumer holds only part of its delivery topic; rebuilding it"
+        );
+        Some(format!(
+            "consumer holds {assigned} of {parts} partitions of its delivery topic"
+        ))
+    }
+
     async fn lose(&self, reason: String) {
         let now = Instant::now();
         tracing::warn!(node = %self.cfg.node_id, %reason, "relay lost");
@@ -442,6 +547,7 @@ impl Bridge {
             fresh_producer: false,
         });
         RelayCounters::bump(&self.signals.counters.lost);
+        self.short_since.set(None);
         self.drop_consumer();
         self.broadcast(RelayEvent::Lost { reason }).await;
     }
@@ -457,6 +563,10 @@ impl Bridge {
     pub(crate) async fn health_loop(self: Rc<Self>) {
         while !self.stopping() {
             glommio::timer::sleep(HEALTH_TICK).await;
+            self.signals.counters.assigned_partitions.store(
+                self.signals.assigned.load(Ordering::Relaxed) as u64,
+                Ordering::Relaxed,
+            );
             if self.signals.producer_fatal.load(Ordering::Relaxed) {
                 self.rebuild_producer();
             }
@@ -468,15 +578,31 @@ impl Bridge {
                     if suspect || failing || flagged.is_some() {
                         tracing::debug!(node = %self.cfg.node_id, suspect, failing, ?flagged, "relay up: signals");
                     }
+                    // Starting: probe every tick (restoring needs the partition count).
+                    // Up: also every ASSIGNMENT_CHECK, to compare the assignment with it.
+                    let check_due = self.health.get() == Health::Starting
+                        || self.last_check.get().elapsed() >= ASSIGNMENT_CHECK;
+                    if check_due {
+                        self.last_check.set(Instant::now());
+                    }
                     let reason = match flagged {
                         Some(r) => Some(r),
                         // A transport error or a failed delivery: look. Either is often a
                         // blip, but a broker that restarted quickly (no AllBrokersDown seen)
                         // shows up here as a forgotten topic.
-                        None if suspect || failing => match self.probe().await {
-                            Err(e) => Some(format!("broker unreachable: {e}")),
-                            Ok(false) => Some("delivery topic gone (broker restarted?)".into()),
-                            Ok(true) => {
+                        None if suspect || failing || check_due => match self.probe().await {
+                            // A routine check that times out is librdkafka's to report
+                            // (all brokers down); only a suspicion makes it a loss.
+                            Err(e) if suspect || failing => {
+                                Some(format!("broker unreachable: {e}"))
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "relay: assignment check failed");
+                                None
+                            }
+                            Ok(0) => Some("delivery topic gone (broker restarted?)".into()),
+                            Ok(parts) => {
+                                self.grow_if_short(parts).await;
                                 if failing
                                     && self.producer_built.get().elapsed()
                                         >= self.cfg.recreate_after
@@ -486,16 +612,14 @@ impl Bridge {
                                     // broker forgot. A new one costs little.
                                     self.rebuild_producer();
                                 }
-                                None
+                                self.check_assignment(parts)
                             }
                         },
                         None => None,
                     };
                     if let Some(reason) = reason {
                         self.lose(reason).await;
-                    } else if self.health.get() == Health::Starting
-                        && self.signals.assigned.load(Ordering::Relaxed) > 0
-                    {
+                    } else if self.health.get() == Health::Starting && self.fully_assigned() {
                         self.restore().await;
                     }
                 }
@@ -544,6 +668,9 @@ impl Bridge {
                     }
                     // Anything flagged while we were lost restarts the wait for a clean run.
                     let quiet = self.signals.take_lost().is_none() && flagged.is_none();
+                    if let Ok(parts) = probe {
+                        self.grow_if_short(parts).await;
+                    }
                     tracing::debug!(
                         node = %self.cfg.node_id,
                         ?probe,
@@ -552,7 +679,9 @@ impl Bridge {
                         assigned = self.signals.assigned.load(Ordering::Relaxed),
                         "relay lost: recovery tick"
                     );
-                    if ready && quiet && self.signals.assigned.load(Ordering::Relaxed) > 0 {
+                    // Restored only once the consumer holds every partition the topic has
+                    // (a partial assignment would leave some users' records unread).
+                    if ready && quiet && matches!(probe, Ok(p) if p > 0) && self.fully_assigned() {
                         self.signals.suspect.store(false, Ordering::Relaxed);
                         self.restore().await;
                     } else if rebuilt.elapsed() >= self.cfg.recreate_after {

@@ -16,7 +16,8 @@ use super::kafka::{Producer, Tag, EVENT_TAG};
 /// The two events topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventTopic {
-    /// `<prefix>.events.control`: ring versions, drains, scale decisions, node lifecycle.
+    /// `<prefix>.events.control`: ring versions, drains, scale decisions
+    /// ([`rtc_protocol::control::ControlEvent`], published by control).
     Control,
     /// `<prefix>.events.analytics`: connects, disconnects, per-user activity.
     Analytics,
@@ -25,9 +26,10 @@ pub enum EventTopic {
 impl EventTopic {
     /// The topic name under `prefix`.
     pub fn name(self, prefix: &str) -> String {
+        // Named once, in the protocol crate: control publishes to the same topic.
         match self {
-            EventTopic::Control => format!("{prefix}.events.control"),
-            EventTopic::Analytics => format!("{prefix}.events.analytics"),
+            EventTopic::Control => rtc_protocol::control::control_events_topic(prefix),
+            EventTopic::Analytics => rtc_protocol::control::analytics_events_topic(prefix),
         }
     }
 }

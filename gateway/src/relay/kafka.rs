@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -41,6 +41,9 @@ pub(crate) struct Signals {
     pub delivery_failed: AtomicBool,
     /// Partitions the consumer holds now (0 before the first assignment / after revoke).
     pub assigned: AtomicUsize,
+    /// Partitions the broker reports for this node's delivery topic, as of the last
+    /// metadata probe (0 = unknown or topic missing).
+    pub topic_partitions: AtomicUsize,
     /// Failed deliveries `(shard, failure)` waiting for the producer pump.
     pub failures: Mutex<Vec<(u32, ProduceFailure)>>,
     /// The shared counters.
@@ -59,6 +62,7 @@ impl Signals {
             producer_fatal: AtomicBool::new(false),
             delivery_failed: AtomicBool::new(false),
             assigned: AtomicUsize::new(0),
+            topic_partitions: AtomicUsize::new(0),
             failures: Mutex::new(Vec::new()),
             counters,
             producer_gen: AtomicU64::new(0),
@@ -259,7 +263,16 @@ fn base_config(cfg: &RelayConfig) -> ClientConfig {
         .set("reconnect.backoff.max.ms", "1000")
         // Notice a re-created topic soon (its metadata changed under us).
         .set("topic.metadata.refresh.interval.ms", "5000")
-        .set("socket.keepalive.enable", "true");
+        .set("socket.keepalive.enable", "true")
+        // Never let a metadata request create a topic. librdkafka's producer asks the
+        // broker to auto-create any topic it looks up (its default), and the broker then
+        // creates it with *its* default partition count (tansu: 4), not ours (8). After a
+        // broker restart without storage, the relay's first metadata probe (or a peer's
+        // produce to this node's topic) recreated `<prefix>.deliver.<node>` that way before
+        // `ensure_topics` ran; "already exists" was accepted, and the node's consumer held
+        // all 4 partitions of a topic that should have had 8 — a silent misconfiguration.
+        // Only `ensure_topics` creates topics now.
+        .set("allow.auto.create.topics", "false");
     c
 }
 
@@ -379,6 +392,29 @@ pub(crate) async fn ensure_topics(
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => return Err(format!("create topic {name}: {code}")),
+        }
+    }
+    Ok(())
+}
+
+/// Raises this node's delivery topic to [`RelayConfig::partitions`] partitions. Needed when
+/// the topic exists with fewer (created by someone else — e.g. a client that still lets the
+/// broker auto-create topics — with the broker's default count).
+pub(crate) async fn grow_delivery_topic(
+    admin: &AdminClient<AdminCtx>,
+    cfg: &RelayConfig,
+    timeout: Duration,
+) -> Result<(), String> {
+    let topic = cfg.delivery_topic();
+    let total = usize::try_from(cfg.partitions).map_err(|_| "partitions < 0".to_string())?;
+    let opts = AdminOptions::new().request_timeout(Some(timeout));
+    let results = admin
+        .create_partitions(&[NewPartitions::new(&topic, total)], &opts)
+        .await
+        .map_err(|e| format!("create partitions: {e}"))?;
+    for r in results {
+        if let Err((name, code)) = r {
+            return Err(format!("create partitions of {name}: {code}"));
         }
     }
     Ok(())

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | delivery topic of node `N` (created by `N`, [`RelayConfig::partitions`] partitions, default 8) | `<prefix>.deliver.<N>` |
 //! | consumer group of node `N` (one member: the node) | `<prefix>-node-<N>` |
-//! | control events (ring versions, drains, scale decisions) | `<prefix>.events.control` |
+//! | control events (ring versions, drains, scale decisions; published by `control`, JSON [`rtc_protocol::control::ControlEvent`]) | `<prefix>.events.control` (1 partition) |
 //! | analytics events (connect/disconnect…) | `<prefix>.events.analytics` |
 //!
 //! `prefix` is `KAFKA_TOPIC_PREFIX` (default `rtc`). Each node creates its own delivery
@@ -32,6 +32,12 @@
 //!   auto-committed every second (a restarted node resumes near where it stopped; Kafka is
 //!   not the record — the resume log is).
 //! - Both: reconnect backoff 50 ms..1 s (recover quickly after a broker restart).
+//! - All clients: `allow.auto.create.topics=false`. Only the node creates its topics, with
+//!   its partition count. (librdkafka's producer otherwise asks the broker to auto-create
+//!   every topic it looks up, and after a restart without storage the relay's first
+//!   metadata probe — or a peer's produce — recreated `<prefix>.deliver.<node>` with the
+//!   broker's default of 4 partitions before the node could create it with 8: the
+//!   consumer then held "all" 4 and no loss was raised.)
 //!
 //! # Threads and rings
 //! librdkafka runs on its own threads plus one relay thread (an unpinned glommio executor
@@ -58,8 +64,19 @@
 //! enough that librdkafka never reported all brokers down); a consumer error; a rebalance
 //! that revoked the partitions; a fatal producer error — and
 //! [`RelayEvent::Restored`] once a broker answers, the topics exist again and the consumer
-//! holds its partitions again (the first `Restored` also marks the end of start-up). On
-//! `Restored` the node reconciles its connected users against their logs.
+//! holds every partition the broker reports for its delivery topic (the first `Restored`
+//! also marks the end of start-up). On `Restored` the node reconciles its connected users
+//! against their logs.
+//!
+//! Assignment check: every 2 s a healthy relay compares the partitions its consumer holds
+//! with the delivery topic's partition count in the broker's metadata. Fewer for longer
+//! than 15 s (a normal rebalance is done well within that) counts `assignment_incomplete`,
+//! logs a warning and raises `Lost` (the consumer is rebuilt, users reconciled). A topic
+//! with fewer partitions than configured (created by someone else) counts `topic_short`
+//! and the relay asks the broker to grow it (tansu 0.6 refuses; the consumer still owns
+//! every partition there is). `/metrics` shows `rtc_socket_relay_assigned_partitions`,
+//! `rtc_socket_relay_topic_partitions` and `rtc_socket_relay_total{outcome=…}` (every
+//! [`RelayCounters`] field).
 //!
 //! Recovery, and the librdkafka hazards it works around (all seen against tansu restarting
 //! with in-memory storage):
@@ -77,10 +94,14 @@
 //!   an old consumer cannot raise a spurious `Lost`.
 //!
 //! Residual risk: between a broker's restart and the relay noticing it (≤ one health tick
-//! plus a probe, ~0.2–2 s) the old consumer may still fetch and hit the librdkafka crash
-//! above. It crashed about one run in ten of the restart test before the consumer was
-//! dropped on loss, and in none of about 100 runs (most with two restarts) since; a
-//! librdkafka release fixing `rd_kafka_metadata_update_op` removes it.
+//! plus a probe, ~0.2–2 s) the old clients may still talk to the new broker and hit the
+//! librdkafka crash above (SIGSEGV in `strcmp` ← `rd_kafka_metadata_cache_find` ←
+//! `rd_kafka_metadata_update_op` on librdkafka's main thread). With a pause of 1 s between
+//! the broker's stop and start (the tests) it has not been seen since the consumer is
+//! dropped on loss; a broker restarted *at once* (kill, then start within ~0.1 s) crashes
+//! the node most times (seen 2026-11-30, with and without the assignment fix; capping the
+//! protocol with `api.version.request=false` / `broker.version.fallback=2.8.0` did not
+//! help). A librdkafka release fixing `rd_kafka_metadata_update_op` removes it.
 //!
 //! # Wiring (what the node calls)
 //! 1. Main thread: `let (relay, plan) = Relay::start(RelayConfig::from_env(node_id)?, shards)?;`

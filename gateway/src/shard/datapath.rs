@@ -56,6 +56,10 @@ const COMPLETION_BATCH: usize = 256;
 /// How often each connected user's session record is refreshed (well inside the store's
 /// `SESSION_TTL_SEC`, 3 refreshes per TTL by default).
 pub const SESSION_REFRESH: Duration = Duration::from_secs(crate::store::SESSION_TTL_SEC / 3);
+/// Session refreshes use at most 1/this of the shard's store queue at a time.
+const REFRESH_QUEUE_SHARE_DIV: u64 = 4;
+/// Pause of a refresh pass while its share of the store queue is in use.
+const REFRESH_BACKOFF: Duration = Duration::from_millis(5);
 /// Pages of one attach's replay (each at most `REPLAY_BATCH_MAX` entries and about
 /// `REPLAY_MAX_BYTES`), which bounds what an attach holds before its task starts. Enough for a
 /// full default log (`BUFFER_MAX` 1,000 entries); past it the rest is told as a `gap` (the
@@ -389,10 +393,17 @@ pub async fn refresh_loop(shard: Rc<Shard>) {
     let Some(link) = shard.store.clone() else {
         return;
     };
+    // Background refreshes may fill this much of the store queue; the rest stays free for the
+    // commits and attaches users wait on. A shard with more users than the queue holds would
+    // otherwise refuse its users' messages (and let some refreshes fall) once per interval.
+    let refresh_limit = (link.handle.capacity() as u64 / REFRESH_QUEUE_SHARE_DIV).max(1);
     loop {
         glommio::timer::sleep(SESSION_REFRESH).await;
         let conns: Vec<Rc<ConnShared>> = shard.conns.borrow().values().cloned().collect();
         for c in conns {
+            while link.handle.outstanding() >= refresh_limit {
+                glommio::timer::sleep(REFRESH_BACKOFF).await;
+            }
             let Some(user) = c.user.clone() else { continue };
             if c.closing_since().is_some() {
                 continue;

@@ -79,6 +79,8 @@ pub struct Node {
     pub store_health: Option<crate::store::StoreHealth>,
     /// The relay's per-shard ends (`KAFKA_BROKERS`), each taken by its shard at start.
     pub relay_plan: Option<crate::relay::RelayPlan>,
+    /// The relay's counters (`KAFKA_BROKERS`), rendered on `/metrics`.
+    pub relay_counters: Option<Arc<crate::relay::RelayCounters>>,
     /// Each shard's store handle until the shard takes it, index = shard id.
     pub store_handles: std::sync::Mutex<Vec<Option<crate::store::StoreHandle>>>,
 }
@@ -108,6 +110,7 @@ impl Node {
             cluster: crate::cluster::Membership::new(&config, shards),
             store_health: None,
             relay_plan: None,
+            relay_counters: None,
             store_handles: std::sync::Mutex::new(Vec::new()),
             bound,
             shards,

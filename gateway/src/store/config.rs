@@ -58,6 +58,16 @@ pub const HEALTH_INTERVAL_MS: u64 = 1000;
 /// supplied offsets (`lastOffset`, `ack upTo`) are clamped to it.
 pub const MAX_OFFSET: u64 = (1 << 53) - 1;
 
+/// Checks a key prefix (`REDIS_PREFIX`): non-empty, and none of `{`, `}`, `:` (they would
+/// change the key layout `PREFIX:{user}:…` and its hash tag). Two clusters sharing one
+/// Redis use two prefixes; none of their keys can collide.
+pub fn check_prefix(prefix: &str) -> Result<(), StoreConfigError> {
+    if prefix.is_empty() || prefix.contains(['{', '}', ':']) {
+        return Err(StoreConfigError::BadPrefix(prefix.to_owned()));
+    }
+    Ok(())
+}
+
 /// Configuration of the Redis store. `Default` works against a local Redis on port 6379.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -174,9 +184,7 @@ impl StoreConfig {
         if let Some((name, _)) = nonzero.iter().find(|(_, ok)| !ok) {
             return Err(StoreConfigError::Zero(name));
         }
-        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ':']) {
-            return Err(StoreConfigError::BadPrefix(self.key_prefix.clone()));
-        }
+        check_prefix(&self.key_prefix)?;
         if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
             return Err(StoreConfigError::BadUrl(
                 self.redis_url.clone(),

@@ -245,6 +245,11 @@ impl StoreHandle {
         }
     }
 
+    /// Most requests this shard may have outstanding (`shard_capacity`).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Requests submitted and not yet received.
     pub fn outstanding(&self) -> u64 {
         let c = self.counters.get();

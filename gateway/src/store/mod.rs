@@ -21,6 +21,12 @@
 //! one slot and one script may touch them together. User ids are checked with
 //! `protocol::user::validate_user_id` (no braces possible) before any key is built.
 //!
+//! `REDIS_PREFIX` (flag `--redis-prefix`, TOML `redis_prefix`) lets several clusters share
+//! one Redis: each uses its own prefix and no key of one can be a key of another. Control's
+//! keys under the same prefix (`PREFIX:leader`, `PREFIX:state`, `PREFIX:history`) never
+//! collide with a node's (always `PREFIX:{user}:…`), so one `REDIS_PREFIX` per cluster can
+//! be given to control and nodes alike.
+//!
 //! | key | type | holds | lifetime |
 //! |---|---|---|---|
 //! | `PREFIX:{u}:log` | stream | the resume log: entry id `OFFSET-0`, fields `m` msgId, `f` from, `p` payload (raw JSON), `t` commit unix ms | at most `BUFFER_MAX` entries, none older than `RESUME_TTL_SEC` (trimmed in the scripts); key TTL `RESUME_TTL_SEC`, refreshed by every write |
@@ -132,10 +138,10 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 pub use config::{
-    StoreConfig, StoreConfigError, BRIDGE_THREADS, BUFFER_MAX, CONNECT_TIMEOUT_MS, DEDUP_MAX,
-    HEALTH_INTERVAL_MS, IO_TIMEOUT_MS, KEY_PREFIX, MAX_OFFSET, MAX_PAYLOAD_BYTES, PIPELINE_BATCH,
-    PIPELINE_MAX_BYTES, RECONNECT_BASE_MS, RECONNECT_MAX_MS, REDIS_URL, REPLAY_BATCH_MAX,
-    REPLAY_MAX_BYTES, RESUME_TTL_SEC, SESSION_TTL_SEC, SHARD_CAPACITY,
+    check_prefix, StoreConfig, StoreConfigError, BRIDGE_THREADS, BUFFER_MAX, CONNECT_TIMEOUT_MS,
+    DEDUP_MAX, HEALTH_INTERVAL_MS, IO_TIMEOUT_MS, KEY_PREFIX, MAX_OFFSET, MAX_PAYLOAD_BYTES,
+    PIPELINE_BATCH, PIPELINE_MAX_BYTES, RECONNECT_BASE_MS, RECONNECT_MAX_MS, REDIS_URL,
+    REPLAY_BATCH_MAX, REPLAY_MAX_BYTES, RESUME_TTL_SEC, SESSION_TTL_SEC, SHARD_CAPACITY,
 };
 pub use handle::{RecvBatch, StoreHandle};
 pub use types::{
