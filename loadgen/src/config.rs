@@ -132,7 +132,9 @@ pub struct RunArgs {
     /// Seconds a connect (TCP + upgrade + welcome) may take before it counts as a timeout.
     #[arg(long, default_value_t = 10.0)]
     pub connect_timeout: f64,
-    /// Seconds to wait after the measured phase for deliveries still in flight.
+    /// Most seconds to wait after the measured phase for what is still in flight: users
+    /// reconnecting, messages not yet answered, acked messages not yet delivered (the wait
+    /// ends as soon as all of it is done).
     #[arg(long, default_value_t = 3.0)]
     pub drain: f64,
     /// Plain WebSocket (connect scenario against any server): dial `--url` as given and

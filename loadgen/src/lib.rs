@@ -21,6 +21,32 @@
 //! loadgen churn   --url ws://127.0.0.1:8080/ws --users 10000 --rate 2000 --duration 30
 //! loadgen compare gateway.json baseline.json
 //! ```
+//! # Failures under load (`direct --control URL --verify`)
+//! A user whose connection is lost (node killed, `drain` + 4007, 4003 redirect, reset) reconnects
+//! like a real client: jittered exponential backoff (`rtc_protocol::client::Backoff`), placed
+//! again by control on every attempt, resume token (the welcome's, or the `drain` frame's) and
+//! last contiguous offset; redirects are followed. What the report counts:
+//! - `msg.acked`: `sent` received — the server's commit point, a promise to deliver;
+//! - `verify.lost`: **acked but never delivered** (the only loss; must be 0);
+//! - `msg.nacked`: answered `error` (e.g. `unavailable` while Redis restarts): refused, not
+//!   retried (a retry would overtake later messages);
+//! - `msg.resent`: written again after a reconnect because no answer had come (same
+//!   `clientMsgId`: the server deduplicates one that did commit);
+//! - `msg.unacked`: still unanswered at the end (never promised: not delivering it is not a
+//!   loss, but it is reported); `acked + nacked + unacked = sent`;
+//! - `msg.duplicates_dropped` (replays the client dropped by offset) and `verify.duplicated`
+//!   (delivered twice with different offsets): at-least-once, allowed, reported;
+//! - `verify.out_of_order`: a sender's message delivered after a later one (must be 0);
+//! - `verify.delivered_unacked`: delivered although its sender got no `sent` (refused or
+//!   unanswered, yet committed — e.g. Redis applied the write but the reply was lost);
+//! - `recovery.lost_connections`, `recovery.reconnects`, `recovery.resumes` (reconnects that
+//!   presented a token), `recovery.max_outage_ms` (longest loss → `welcome`),
+//!   `recovery.all_resumed_ms` (**first lost connection → every user connected again**, e.g.
+//!   kill -9 → all resumed), `recovery.users_not_back`.
+//!
+//! The drain after the measured phase waits (up to `--drain` s) until every user is back,
+//! every written message answered and every acked one delivered.
+//!
 //! `benches/run-loadgen [idle|direct|connect|echo]` runs a scenario against the gateway and
 //! the baseline server and compares them. Idle connections keep alive by answering the
 //! server's WebSocket pings (no client `ping` frames: they would cost a timer per connection).

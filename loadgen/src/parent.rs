@@ -15,7 +15,7 @@ use crate::config::{RunArgs, ScenarioKind, WorkerSpec};
 use crate::process::{self, MachineInfo};
 use crate::report::{ConnectFigures, MessageFigures, RunReport, Second, TargetFigures};
 use crate::stats::histogram::{self, Percentiles};
-use crate::stats::{Counters, ErrorCounts, Tick, WorkerFinal, WorkerLine};
+use crate::stats::{Counters, ErrorCounts, Recovery, Tick, WorkerFinal, WorkerLine};
 use crate::verify::VerifySummary;
 
 /// File descriptors a worker keeps for itself (stdio, runtime, resolver) besides sockets.
@@ -297,6 +297,7 @@ fn build_report(
     let mut ack_latency = histogram::new_latency();
     let mut handshake = histogram::new_latency();
     let mut verify: Option<VerifySummary> = None;
+    let mut recovery = Recovery::default();
     let (mut peak, mut rss_delta, mut conns_at_rss) = (0u64, 0f64, 0u64);
     let (mut ramp_secs, mut measure_secs, mut m_start) = (0f64, 0f64, f64::MAX);
     for f in finals {
@@ -308,6 +309,7 @@ fn build_report(
         if let Some(v) = &f.verify {
             verify.get_or_insert_with(VerifySummary::default).merge(v);
         }
+        recovery.merge(&f.recovery);
         peak += f.peak_connected;
         rss_delta += f.rss_connected.saturating_sub(f.rss_before) as f64;
         conns_at_rss += f.conns_at_rss;
@@ -402,6 +404,7 @@ fn build_report(
             0.0
         },
         verify,
+        recovery,
         targets,
         timeline,
         counters,

@@ -114,6 +114,14 @@ impl MachineInfo {
     }
 }
 
+/// Milliseconds since the Unix epoch (wall clock: comparable across worker processes, which
+/// each have their own monotonic epoch).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// `t` as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn rfc3339_utc(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -16,12 +16,21 @@ use serde::{Deserialize, Serialize};
 pub const MAX_TRACKED_SEQ: u64 = 1 << 22;
 /// Most users listed by name in a summary; the totals still count everyone.
 pub const MAX_REPORTED_USERS: usize = 100;
+/// Lost sequence numbers listed per reported stream (to find them in the server's logs).
+pub const MAX_LISTED_LOST: usize = 8;
 
 /// A growable bitmap of sequence numbers, bounded by [`MAX_TRACKED_SEQ`].
 #[derive(Debug, Default, Clone)]
 struct SeqBits(Vec<u64>);
 
 impl SeqBits {
+    /// Whether `seq` is set.
+    fn get(&self, seq: u64) -> bool {
+        self.0
+            .get((seq / 64) as usize)
+            .is_some_and(|w| w & (1 << (seq % 64)) != 0)
+    }
+
     /// Sets `seq`; returns whether it was already set.
     fn set(&mut self, seq: u64) -> bool {
         let (word, bit) = ((seq / 64) as usize, seq % 64);
@@ -46,6 +55,10 @@ pub struct Verdict {
     pub out_of_order: u64,
     /// Past [`MAX_TRACKED_SEQ`]: not verified.
     pub untracked: u64,
+    /// Delivered although the sender never got its `sent` (refused with `error` or unanswered,
+    /// yet committed): not a fault of delivery, but the sender was told less than happened.
+    #[serde(default)]
+    pub delivered_unacked: u64,
 }
 
 impl Verdict {
@@ -67,28 +80,50 @@ pub struct StreamVerifier {
 }
 
 impl StreamVerifier {
-    /// The server acknowledged (`sent`) the message with this sequence number.
-    pub fn on_acked(&mut self, seq: u64) {
+    /// The server acknowledged (`sent`) the message with this sequence number. True when it
+    /// is newly acked and not delivered yet: the run now waits for its delivery.
+    pub fn on_acked(&mut self, seq: u64) -> bool {
         if seq >= MAX_TRACKED_SEQ {
-            return;
+            return false;
         }
-        self.acked.set(seq);
+        !self.acked.set(seq) && !self.delivered.get(seq)
     }
 
-    /// The receiver got the message with this sequence number.
-    pub fn on_delivered(&mut self, seq: u64) {
+    /// The receiver got the message with this sequence number. True when this first delivery
+    /// completes an acked message (one the run was waiting for).
+    pub fn on_delivered(&mut self, seq: u64) -> bool {
         if seq >= MAX_TRACKED_SEQ {
             self.untracked += 1;
-            return;
+            return false;
         }
         if self.delivered.set(seq) {
             self.duplicated += 1;
-            return;
+            return false;
         }
+        let awaited = self.acked.get(seq);
         match self.highest_delivered {
             Some(h) if seq < h => self.out_of_order += 1,
             _ => self.highest_delivered = Some(seq),
         }
+        awaited
+    }
+
+    /// The first lost sequence numbers (at most [`MAX_LISTED_LOST`]).
+    pub fn first_lost(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (i, a) in self.acked.0.iter().enumerate() {
+            let d = self.delivered.0.get(i).copied().unwrap_or(0);
+            let mut lost = a & !d;
+            while lost != 0 && out.len() < MAX_LISTED_LOST {
+                let bit = lost.trailing_zeros() as u64;
+                out.push(i as u64 * 64 + bit);
+                lost &= lost - 1;
+            }
+            if out.len() >= MAX_LISTED_LOST {
+                break;
+            }
+        }
+        out
     }
 
     /// The verdict so far (call after the run has drained).
@@ -103,11 +138,22 @@ impl StreamVerifier {
                 (a & !d).count_ones() as u64
             })
             .sum();
+        let delivered_unacked = self
+            .delivered
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let a = self.acked.0.get(i).copied().unwrap_or(0);
+                (d & !a).count_ones() as u64
+            })
+            .sum();
         Verdict {
             lost,
             duplicated: self.duplicated,
             out_of_order: self.out_of_order,
             untracked: self.untracked,
+            delivered_unacked,
         }
     }
 }
@@ -120,6 +166,9 @@ pub struct UserProblem {
     /// What went wrong.
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// The first lost sequence numbers of the stream (≤ [`MAX_LISTED_LOST`]).
+    #[serde(default)]
+    pub lost_seqs: Vec<u64>,
 }
 
 /// Verification totals over many streams (a worker's, or the merged run's).
@@ -138,15 +187,22 @@ pub struct VerifySummary {
 impl VerifySummary {
     /// Adds one stream's verdict.
     pub fn add_stream(&mut self, receiver: &str, v: Verdict) {
+        self.add_stream_lost(receiver, v, Vec::new());
+    }
+
+    /// Adds one stream's verdict with its first lost sequence numbers.
+    pub fn add_stream_lost(&mut self, receiver: &str, v: Verdict, lost_seqs: Vec<u64>) {
         self.streams += 1;
         self.totals.lost += v.lost;
         self.totals.duplicated += v.duplicated;
         self.totals.out_of_order += v.out_of_order;
         self.totals.untracked += v.untracked;
+        self.totals.delivered_unacked += v.delivered_unacked;
         if !v.is_clean() && self.problems.len() < MAX_REPORTED_USERS {
             self.problems.push(UserProblem {
                 user: receiver.to_owned(),
                 verdict: v,
+                lost_seqs,
             });
         }
     }
@@ -158,6 +214,7 @@ impl VerifySummary {
         self.totals.duplicated += o.totals.duplicated;
         self.totals.out_of_order += o.totals.out_of_order;
         self.totals.untracked += o.totals.untracked;
+        self.totals.delivered_unacked += o.totals.delivered_unacked;
         for p in &o.problems {
             if self.problems.len() >= MAX_REPORTED_USERS {
                 break;
@@ -173,8 +230,12 @@ mod tests {
 
     fn run(acked: &[u64], delivered: &[u64]) -> Verdict {
         let mut v = StreamVerifier::default();
-        acked.iter().for_each(|s| v.on_acked(*s));
-        delivered.iter().for_each(|s| v.on_delivered(*s));
+        for s in acked {
+            v.on_acked(*s);
+        }
+        for s in delivered {
+            v.on_delivered(*s);
+        }
         v.verdict()
     }
 
@@ -192,7 +253,8 @@ mod tests {
                 lost: 1,
                 duplicated: 0,
                 out_of_order: 0,
-                untracked: 0
+                untracked: 0,
+                delivered_unacked: 0,
             }
         );
     }
@@ -218,6 +280,28 @@ mod tests {
         // The server never promised seq 2 (no `sent`): not delivering it is not a loss.
         assert!(run(&[0, 1], &[0, 1]).is_clean());
         assert_eq!(run(&[0, 1], &[0]).lost, 1);
+        // Delivered without a `sent` (refused, yet committed): clean, and counted.
+        let v = run(&[0], &[0, 1]);
+        assert!(v.is_clean());
+        assert_eq!(v.delivered_unacked, 1);
+    }
+
+    #[test]
+    fn acked_messages_are_awaited_until_delivered_in_either_order() {
+        let mut v = StreamVerifier::default();
+        assert!(v.on_acked(0), "acked first: awaited");
+        assert!(!v.on_acked(0), "a repeated ack adds nothing");
+        assert!(v.on_delivered(0), "its delivery ends the wait");
+        assert!(!v.on_delivered(0), "a duplicate ends nothing");
+        assert!(
+            !v.on_delivered(1),
+            "delivered before its ack: nothing awaited"
+        );
+        assert!(
+            !v.on_acked(1),
+            "acked after its delivery: nothing to wait for"
+        );
+        assert!(!v.on_delivered(2), "never acked (nacked but committed)");
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub enum ConnError {
     /// The server sent something the scenario did not expect.
     #[error("unexpected: {0}")]
     Unexpected(String),
+    /// Nodes kept redirecting the user (their rings disagree during a change).
+    #[error("too many redirects")]
+    RedirectLoop,
 }
 
 impl ConnError {
@@ -100,6 +103,7 @@ impl ConnError {
             ConnError::Unsupported => "ws_unsupported".into(),
             ConnError::Timeout(what) => format!("timeout_{what}"),
             ConnError::Unexpected(_) => "unexpected_frame".into(),
+            ConnError::RedirectLoop => "redirect_loop".into(),
         }
     }
 }
@@ -310,6 +314,18 @@ impl Conn {
         });
         self.try_flush()?;
         result
+    }
+
+    /// Puts already-decoded server frames (re-encoded, unmasked) back in front of whatever is
+    /// buffered: the next [`Conn::read`] hands them out first. For a reader that stopped at a
+    /// frame (the `welcome`) while the same read carried more (a resume's replay).
+    pub fn unread(&mut self, frames: Vec<u8>) {
+        if frames.is_empty() {
+            return;
+        }
+        let rest = std::mem::take(&mut self.pending);
+        self.pending = frames;
+        self.pending.extend_from_slice(&rest);
     }
 
     fn stash(&mut self, bytes: &[u8]) -> Result<(), ConnError> {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::RunArgs;
 use crate::process::MachineInfo;
 use crate::stats::histogram::Percentiles;
-use crate::stats::{Counters, ErrorCounts};
+use crate::stats::{Counters, ErrorCounts, Recovery};
 use crate::verify::VerifySummary;
 
 /// Everything a run measured.
@@ -43,6 +43,9 @@ pub struct RunReport {
     pub client_bytes_per_conn: f64,
     /// `--verify` results.
     pub verify: Option<VerifySummary>,
+    /// How users came back after lost connections.
+    #[serde(default)]
+    pub recovery: Recovery,
     /// `--target-pid` processes.
     pub targets: Vec<TargetFigures>,
     /// One entry per second.
@@ -163,10 +166,40 @@ impl RunReport {
             f.insert("churn.reconnects".into(), c.reconnects as f64);
             f.insert("churn.resumes".into(), c.resumes as f64);
         }
+        if c.sent > 0 {
+            // Every written message ends up in exactly one of acked / nacked / unacked.
+            f.insert("msg.nacked".into(), c.nacked as f64);
+            f.insert("msg.unacked".into(), c.unacked as f64);
+            f.insert("msg.resent".into(), c.resent as f64);
+            f.insert("msg.duplicates_dropped".into(), c.duplicates_dropped as f64);
+            f.insert("msg.gaps".into(), c.gaps as f64);
+        }
+        if c.drains > 0 || c.redirects > 0 {
+            f.insert("cluster.drains".into(), c.drains as f64);
+            f.insert("cluster.redirects".into(), c.redirects as f64);
+        }
+        let r = &self.recovery;
+        if r.lost_connections > 0 {
+            f.insert(
+                "recovery.lost_connections".into(),
+                r.lost_connections as f64,
+            );
+            f.insert("recovery.reconnects".into(), c.reconnects as f64);
+            f.insert("recovery.resumes".into(), c.resumes as f64);
+            f.insert("recovery.max_outage_ms".into(), r.max_outage_ms as f64);
+            f.insert("recovery.users_not_back".into(), r.users_not_back as f64);
+            if let Some(ms) = r.all_resumed_ms() {
+                f.insert("recovery.all_resumed_ms".into(), ms as f64);
+            }
+        }
         if let Some(v) = &self.verify {
             f.insert("verify.lost".into(), v.totals.lost as f64);
             f.insert("verify.duplicated".into(), v.totals.duplicated as f64);
             f.insert("verify.out_of_order".into(), v.totals.out_of_order as f64);
+            f.insert(
+                "verify.delivered_unacked".into(),
+                v.totals.delivered_unacked as f64,
+            );
         }
         for (i, t) in self.targets.iter().enumerate() {
             let p = if self.targets.len() == 1 {

@@ -51,9 +51,10 @@ pub async fn user(w: Rc<Worker>, local: u64) {
                 // Lost without our asking: reconnect the way a client would.
                 w.error(&e.kind());
                 w.conn_down();
+                let lost_at = w.user_lost();
                 match reconnect(&w, index, Some((&welcome.resume_token, welcome.offset))).await {
-                    Some((c, wel)) => { conn = c; welcome = wel; }
-                    None => return,
+                    Some((c, wel)) => { conn = c; welcome = wel; w.user_back(lost_at); }
+                    None => { w.user_gave_up(lost_at); return }
                 }
             },
         }

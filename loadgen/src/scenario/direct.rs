@@ -4,13 +4,26 @@
 //! Each message carries the sender's sequence number (also its `clientMsgId`) and its
 //! scheduled send time; the receiver records `now - scheduled` as the end-to-end latency, the
 //! sender records `sent` ack time - scheduled as the ack latency. Deliveries go through the
-//! protocol's client [`Inbox`] (duplicates by offset/msgId dropped) and [`AckBatcher`]. A
-//! lost connection is reconnected with resume (token + last contiguous offset) and backoff.
+//! protocol's client [`Inbox`] (duplicates by offset/msgId dropped) and [`AckBatcher`].
+//!
+//! # Lost connections (a node killed, drained, redirecting)
+//! The user reconnects like a real client ([`reconnect`]: backoff, through control when
+//! `--control` was given, resume token + last contiguous offset; a `drain` frame's token
+//! replaces the welcome's). Every written message waits in the user's bounded window until the
+//! server answers it: `sent` → **acked** (the commit point: from then on the message must be
+//! delivered), `error` → **nacked** (refused, e.g. `unavailable` while Redis is down; not retried,
+//! since a retry would overtake later messages). After a reconnect the messages still waiting
+//! are written again with the same `clientMsgId` (**resent**; the server deduplicates one that
+//! had committed, so it is not delivered twice). Whatever is still unanswered when the run ends
+//! (or when the user gives up reconnecting) is **unacked**: never promised, so not delivered is
+//! not "lost". `--verify`'s `lost` counts only acked messages never delivered.
 
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Instant;
 
-use rtc_protocol::client::{AckBatcher, Inbox, Receipt, MAX_MISSING_RANGES};
+use rtc_protocol::client::{AckBatcher, Inbox, Receipt, MAX_MISSING_RANGES, MAX_OUTBOX};
+use rtc_protocol::close;
 use rtc_protocol::frames::OwnedServerFrame;
 
 use super::Schedule;
@@ -23,11 +36,49 @@ use crate::worker::{connect_user, reconnect, Phase, Worker};
 /// offset, which catches replays on its own; the id window only backs it up, so a small one
 /// keeps a simulated user's memory small (the protocol default preallocates for 1,024).
 const INBOX_RECENT_IDS: usize = 128;
+/// Messages one user keeps waiting for their answer (the protocol client's send window); past
+/// it the oldest is forgotten and counted unacked.
+const MAX_UNANSWERED: usize = MAX_OUTBOX;
 
-/// Per-user receive state.
-struct Receiver {
+/// Per-user state the frames change.
+struct UserState {
     inbox: Inbox,
     acks: AckBatcher,
+    /// Sequence numbers written and not answered yet, oldest first (≤ [`MAX_UNANSWERED`]).
+    unanswered: VecDeque<u64>,
+    /// Token for the next resume: the welcome's, or a later `drain` frame's.
+    resume_token: String,
+}
+
+impl UserState {
+    /// Records `seq` as written and waiting for its answer.
+    fn wrote(&mut self, w: &Worker, seq: u64) {
+        if self.unanswered.len() >= MAX_UNANSWERED {
+            self.unanswered.pop_front();
+            w.unanswered.set(w.unanswered.get().saturating_sub(1));
+            w.count(|c| c.unacked += 1);
+        }
+        self.unanswered.push_back(seq);
+        w.unanswered.set(w.unanswered.get() + 1);
+    }
+
+    /// Takes `seq` off the waiting list; false if it was not on it.
+    fn answered(&mut self, w: &Worker, seq: u64) -> bool {
+        let Some(i) = self.unanswered.iter().position(|s| *s == seq) else {
+            return false;
+        };
+        self.unanswered.remove(i);
+        w.unanswered.set(w.unanswered.get().saturating_sub(1));
+        true
+    }
+
+    /// Everything still waiting is given up on: counted unacked.
+    fn abandon(&mut self, w: &Worker) {
+        let n = self.unanswered.len() as u64;
+        self.unanswered.clear();
+        w.unanswered.set(w.unanswered.get().saturating_sub(n));
+        w.count(|c| c.unacked += n);
+    }
 }
 
 /// One user: connect, wait for the measured phase, send on schedule, receive, drain, close.
@@ -37,12 +88,14 @@ pub async fn user(w: Rc<Worker>, local: u64) {
     let has_partner = partner < w.spec.total_users;
     let conn = connect_user(&w, index, None).await;
     super::settled(&w);
-    let Ok((mut conn, mut welcome)) = conn else {
+    let Ok((mut conn, welcome)) = conn else {
         return;
     };
-    let mut rx = Receiver {
+    let mut st = UserState {
         inbox: Inbox::with_limits(welcome.offset, MAX_MISSING_RANGES, INBOX_RECENT_IDS),
         acks: AckBatcher::default(),
+        unanswered: VecDeque::new(),
+        resume_token: welcome.resume_token,
     };
     let to = w.user_id(partner);
     let mut sched: Option<Schedule> = None;
@@ -69,13 +122,14 @@ pub async fn user(w: Rc<Worker>, local: u64) {
                             frame.clear();
                             frames::encode_direct(&to, Stamp { seq, t: w.us_of(due) }, w.spec.args.payload, &mut frame);
                             conn.writer.text(&frame);
+                            st.wrote(&w, seq);
                             n += 1;
                         }
                         w.count(|c| c.sent += n);
                     }
                     if let Err(e) = conn.try_flush() { break Err(e) }
                 }
-                r = conn.read(|ev, wr| on_event(&w, local, sched.as_ref(), &mut rx, ev, wr)) => {
+                r = conn.read(|ev, wr| on_event(&w, local, sched.as_ref(), &mut st, ev, wr)) => {
                     if let Err(e) = r { break Err(e) }
                 }
             }
@@ -88,24 +142,53 @@ pub async fn user(w: Rc<Worker>, local: u64) {
                 w.error(&e.kind());
                 w.count(|c| c.pings_answered += conn.writer.pongs);
                 w.conn_down();
-                let last = rx.inbox.last_contiguous();
-                match reconnect(&w, index, Some((&welcome.resume_token, last))).await {
+                let lost_at = w.user_lost();
+                // 4004: the node cannot resume us (our offset is past its log: state lost).
+                // Start over from whatever the new session replays.
+                let refused = matches!(e, ConnError::Closed(Some(close::RESUME_FAILED)));
+                if refused {
+                    st.inbox = Inbox::with_limits(0, MAX_MISSING_RANGES, INBOX_RECENT_IDS);
+                    st.acks = AckBatcher::default();
+                }
+                let last = st.inbox.last_contiguous();
+                let resume = (!refused).then_some((st.resume_token.as_str(), last));
+                match reconnect(&w, index, resume).await {
                     Some((c, wel)) => {
                         conn = c;
-                        welcome = wel;
+                        st.resume_token = wel.resume_token;
+                        w.user_back(lost_at);
+                        if let Some(s) = sched.as_ref() {
+                            // Unanswered messages again, oldest first, before anything new.
+                            for &seq in &st.unanswered {
+                                frame.clear();
+                                let stamp = Stamp {
+                                    seq,
+                                    t: w.us_of(s.due(seq)),
+                                };
+                                frames::encode_direct(&to, stamp, w.spec.args.payload, &mut frame);
+                                conn.writer.text(&frame);
+                            }
+                            let n = st.unanswered.len() as u64;
+                            w.count(|c| c.resent += n);
+                        }
                     }
-                    None => return,
+                    None => {
+                        w.user_gave_up(lost_at);
+                        st.abandon(&w);
+                        return;
+                    }
                 }
             }
         }
     }
+    st.abandon(&w);
     if let Some(s) = sched {
         // Messages that were due but never written (the socket would not take them).
         let unsent = conn.writer.backlog() as u64 / (w.spec.args.payload as u64).max(1);
         w.count(|c| c.send_backlog += unsent.min(s.next));
     }
     w.count(|c| c.pings_answered += conn.writer.pongs);
-    if let Some(ack) = rx.acks.flush(&rx.inbox) {
+    if let Some(ack) = st.acks.flush(&st.inbox) {
         frame.clear();
         ack.encode(&mut frame);
         conn.writer.text(&frame);
@@ -118,7 +201,7 @@ fn on_event(
     w: &Worker,
     local: u64,
     sched: Option<&Schedule>,
-    rx: &mut Receiver,
+    st: &mut UserState,
     ev: Event<'_>,
     wr: &mut Writer,
 ) -> Result<(), ConnError> {
@@ -134,13 +217,13 @@ fn on_event(
             payload,
             ..
         } => {
-            if rx.inbox.receive(offset, msg_id) == Receipt::Duplicate {
+            if st.inbox.receive(offset, msg_id) == Receipt::Duplicate {
                 w.count(|c| c.duplicates_dropped += 1);
                 return Ok(());
             }
             let now_ms = w.now_us() / 1000;
-            rx.acks.on_new(&rx.inbox, offset, msg_id, now_ms);
-            if let Some(ack) = rx.acks.poll(&rx.inbox, now_ms) {
+            st.acks.on_new(&st.inbox, offset, msg_id, now_ms);
+            if let Some(ack) = st.acks.poll(&st.inbox, now_ms) {
                 let mut buf = Vec::with_capacity(64);
                 ack.encode(&mut buf);
                 wr.text(&buf);
@@ -151,15 +234,16 @@ fn on_event(
             };
             w.record_latency(w.now_us().saturating_sub(st.t));
             w.count(|c| c.delivered += 1);
-            if let Some(v) = w.verifiers.borrow_mut().get_mut(local as usize) {
-                v.on_delivered(st.seq);
-            }
+            w.verify_delivered(local as usize, st.seq);
         }
         OwnedServerFrame::Sent { client_msg_id, .. } => {
-            w.count(|c| c.acked += 1);
             let Ok(seq) = client_msg_id.parse::<u64>() else {
+                w.error("foreign_sent");
                 return Ok(());
             };
+            if st.answered(w, seq) {
+                w.count(|c| c.acked += 1);
+            }
             if let Some(s) = sched {
                 let us = w.now_us().saturating_sub(w.us_of(s.due(seq)));
                 histogram::record(&mut w.figures.borrow_mut().ack_latency, us);
@@ -167,16 +251,32 @@ fn on_event(
             // The stream this ack belongs to is received by the partner (local ^ 1 in this
             // worker, since workers hold whole pairs).
             let partner_local = ((w.spec.first_user + local) ^ 1) - w.spec.first_user;
-            if let Some(v) = w.verifiers.borrow_mut().get_mut(partner_local as usize) {
-                v.on_acked(seq);
-            }
+            w.verify_acked(partner_local as usize, seq);
         }
         OwnedServerFrame::Gap { from, to } => {
-            rx.inbox.gap(from, to);
+            st.inbox.gap(from, to);
             w.count(|c| c.gaps += 1);
         }
-        OwnedServerFrame::Error { code, .. } => w.error(&format!("server_{}", code.as_str())),
-        OwnedServerFrame::Drain { .. } => w.error("drain"),
+        OwnedServerFrame::Error {
+            code,
+            client_msg_id,
+            ..
+        } => {
+            w.error(&format!("server_{}", code.as_str()));
+            if let Some(seq) = client_msg_id.and_then(|id| id.parse::<u64>().ok()) {
+                if st.answered(w, seq) {
+                    w.count(|c| c.nacked += 1);
+                }
+            }
+        }
+        OwnedServerFrame::Drain { resume_token, .. } => {
+            // The node is leaving (or no longer owns us): its 4007 close follows; resume with
+            // the token it just gave.
+            w.count(|c| c.drains += 1);
+            if !resume_token.is_empty() {
+                st.resume_token = resume_token;
+            }
+        }
         _ => {}
     }
     Ok(())

@@ -37,9 +37,7 @@ pub async fn user(w: Rc<Worker>, local: u64) {
                     for (seq, due) in s.take_due(Instant::now()) {
                         let p = frames::payload(Stamp { seq, t: w.us_of(due) }, w.spec.args.payload);
                         conn.writer.text(p.as_bytes());
-                        if let Some(v) = w.verifiers.borrow_mut().get_mut(local as usize) {
-                            v.on_acked(seq);
-                        }
+                        w.verify_acked(local as usize, seq);
                         n += 1;
                     }
                     w.count(|c| { c.sent += n; c.acked += n });
@@ -52,9 +50,7 @@ pub async fn user(w: Rc<Worker>, local: u64) {
                     Some(st) => {
                         w.record_latency(w.now_us().saturating_sub(st.t));
                         w.count(|c| c.delivered += 1);
-                        if let Some(v) = w.verifiers.borrow_mut().get_mut(local as usize) {
-                            v.on_delivered(st.seq);
-                        }
+                        w.verify_delivered(local as usize, st.seq);
                     }
                     None => w.error("foreign_payload"),
                 }

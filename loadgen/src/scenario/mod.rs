@@ -4,8 +4,9 @@
 //! Timeline of a worker: users start connecting at the worker's share of `--ramp`; when every
 //! user's first connect has finished (or `--connect-timeout` after the ramp), the measured
 //! phase of `--duration` seconds starts, the same instant for all of the worker's users;
-//! then the drain waits (up to `--drain` s) for messages still in flight; then every user
-//! closes.
+//! then the drain waits (up to `--drain` s) until every user whose connection was lost is
+//! back, every written message is answered and every acknowledged one delivered; then every
+//! user closes.
 
 pub mod churn;
 pub mod connect;
@@ -67,13 +68,19 @@ where
     }
 }
 
-/// Whether every acknowledged message has been delivered and every sent one acknowledged.
+/// Whether every written message has been answered, every acknowledged one delivered, and
+/// every user whose connection was lost is back (or gave up).
 fn in_flight_done(w: &Worker) -> bool {
     let f = w.figures.borrow();
     let c = &f.counters;
     match w.spec.scenario {
+        // With `--verify`, exactly: no acked message still awaited. Without, by count (a
+        // refused message that did commit may be delivered too, so this can end early).
+        ScenarioKind::Direct if w.spec.args.verify => {
+            w.away.get() == 0 && w.unanswered.get() == 0 && w.awaiting.get() == 0
+        }
         ScenarioKind::Direct => {
-            c.acked + f.errors.total() >= c.sent && c.delivered + c.gaps >= c.acked
+            w.away.get() == 0 && w.unanswered.get() == 0 && c.delivered + c.gaps >= c.acked
         }
         ScenarioKind::Echo => c.delivered + f.errors.total() >= c.sent,
         ScenarioKind::Connect | ScenarioKind::Churn => true,

@@ -38,12 +38,31 @@ pub struct Counters {
     pub gaps: u64,
     /// Reconnects (after a churn disconnect or a lost connection).
     pub reconnects: u64,
-    /// Reconnect attempts that presented a resume token.
+    /// Reconnects that completed (`welcome`) presenting a resume token (the node accepted the
+    /// connection; whether the token was still valid is the node's `resume_success` figure).
     pub resumes: u64,
     /// Server WebSocket pings answered with a pong.
     pub pings_answered: u64,
     /// Sends that were due but not written within the run (the server could not keep up).
     pub send_backlog: u64,
+    /// Messages answered with an `error` frame (e.g. `unavailable` while Redis is down):
+    /// refused, not committed, not retried (a later retry would arrive out of order).
+    #[serde(default)]
+    pub nacked: u64,
+    /// Messages never answered: neither `sent` nor `error` by the end of the run (and, after
+    /// a lost connection, not answered after being sent again either).
+    #[serde(default)]
+    pub unacked: u64,
+    /// Messages written again on a new connection because the old one was lost before their
+    /// `sent` arrived (same `clientMsgId`: the server deduplicates one that did commit).
+    #[serde(default)]
+    pub resent: u64,
+    /// `drain` frames received (the node asked us to move; its 4007 close follows).
+    #[serde(default)]
+    pub drains: u64,
+    /// `redirect` frames followed during a connect (4003: the node does not own the user).
+    #[serde(default)]
+    pub redirects: u64,
 }
 
 impl Counters {
@@ -61,6 +80,11 @@ impl Counters {
         self.resumes += o.resumes;
         self.pings_answered += o.pings_answered;
         self.send_backlog += o.send_backlog;
+        self.nacked += o.nacked;
+        self.unacked += o.unacked;
+        self.resent += o.resent;
+        self.drains += o.drains;
+        self.redirects += o.redirects;
     }
 
     /// `self - earlier`, field by field (counters only grow).
@@ -78,6 +102,11 @@ impl Counters {
             resumes: self.resumes - e.resumes,
             pings_answered: self.pings_answered - e.pings_answered,
             send_backlog: self.send_backlog.saturating_sub(e.send_backlog),
+            nacked: self.nacked - e.nacked,
+            unacked: self.unacked.saturating_sub(e.unacked),
+            resent: self.resent - e.resent,
+            drains: self.drains - e.drains,
+            redirects: self.redirects - e.redirects,
         }
     }
 }
@@ -129,12 +158,55 @@ impl ErrorCounts {
     }
 }
 
+/// How users came back after connections lost without our asking (a node killed, drained
+/// or redirecting; the network): wall-clock instants so workers' figures merge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovery {
+    /// Connections lost (each starts one reconnect).
+    pub lost_connections: u64,
+    /// When the first connection was lost (Unix ms; 0: none was).
+    pub first_loss_unix_ms: u64,
+    /// When the last user away came back, leaving nobody reconnecting (Unix ms; 0: never).
+    pub all_back_unix_ms: u64,
+    /// Longest single outage: connection lost → `welcome` on the new connection (ms).
+    pub max_outage_ms: u64,
+    /// Users that lost a connection and had not reconnected when they stopped trying (every
+    /// attempt failed, or the run ended first).
+    pub users_not_back: u64,
+}
+
+impl Recovery {
+    /// Merges another worker's figures into this one.
+    pub fn merge(&mut self, o: &Recovery) {
+        self.lost_connections += o.lost_connections;
+        if o.first_loss_unix_ms != 0
+            && (self.first_loss_unix_ms == 0 || o.first_loss_unix_ms < self.first_loss_unix_ms)
+        {
+            self.first_loss_unix_ms = o.first_loss_unix_ms;
+        }
+        self.all_back_unix_ms = self.all_back_unix_ms.max(o.all_back_unix_ms);
+        self.max_outage_ms = self.max_outage_ms.max(o.max_outage_ms);
+        self.users_not_back += o.users_not_back;
+    }
+
+    /// First lost connection → every user connected again (ms), when everyone came back.
+    pub fn all_resumed_ms(&self) -> Option<u64> {
+        (self.lost_connections > 0 && self.users_not_back == 0 && self.all_back_unix_ms != 0).then(
+            || {
+                self.all_back_unix_ms
+                    .saturating_sub(self.first_loss_unix_ms)
+            },
+        )
+    }
+}
+
 /// One line a worker writes to its stdout (JSON, one per line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum WorkerLine {
     /// Per-second progress.
-    Tick(Tick),
+    Tick(Box<Tick>),
     /// The worker finished; whole-run figures.
     Done(Box<WorkerFinal>),
 }
@@ -194,6 +266,9 @@ pub struct WorkerFinal {
     pub measure_start_secs: f64,
     /// End of the measured phase, seconds after the worker started.
     pub measure_end_secs: f64,
+    /// Recovery from lost connections.
+    #[serde(default)]
+    pub recovery: Recovery,
     /// Sequence verification, when `--verify` was given.
     pub verify: Option<VerifySummary>,
 }

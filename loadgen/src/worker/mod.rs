@@ -24,7 +24,7 @@ use crate::client::url::Url;
 use crate::config::{ScenarioKind, WorkerSpec};
 use crate::process;
 use crate::stats::histogram::{self, encode};
-use crate::stats::{Counters, ErrorCounts, Tick, WorkerFinal, WorkerLine};
+use crate::stats::{Counters, ErrorCounts, Recovery, Tick, WorkerFinal, WorkerLine};
 use crate::verify::{StreamVerifier, VerifySummary};
 
 pub use session::{connect_plain, connect_user, reconnect, Welcome, MAX_RECONNECT_ATTEMPTS};
@@ -84,6 +84,16 @@ pub struct Worker {
     pub settled: Cell<u64>,
     /// When the last connect of the ramp completed (connect rate = ramp connects / this).
     pub last_ramp_connect: Cell<Option<Instant>>,
+    /// Users whose connection was lost (not closed by us) and who are reconnecting now.
+    pub away: Cell<u64>,
+    /// Messages written and not yet answered (`sent` or `error`), over all users: the drain
+    /// waits for this to reach 0.
+    pub unanswered: Cell<u64>,
+    /// Acked messages not delivered yet, over this worker's streams (`--verify` only: exact
+    /// per sequence number): the drain waits for this to reach 0.
+    pub awaiting: Cell<u64>,
+    /// Recovery from lost connections (see [`Recovery`]).
+    pub recovery: Cell<Recovery>,
     /// Verification streams, indexed by the receiving user's local index.
     pub verifiers: RefCell<Vec<StreamVerifier>>,
     /// Resolved server addresses.
@@ -146,6 +156,10 @@ impl Worker {
             peak_connected: Cell::new(0),
             settled: Cell::new(0),
             last_ramp_connect: Cell::new(None),
+            away: Cell::new(0),
+            unanswered: Cell::new(0),
+            awaiting: Cell::new(0),
+            recovery: Cell::new(Recovery::default()),
             verifiers: RefCell::new(verifiers),
             addrs: RefCell::new(HashMap::new()),
             ids,
@@ -234,6 +248,59 @@ impl Worker {
     pub fn conn_down(&self) {
         self.connected.set(self.connected.get().saturating_sub(1));
         self.count(|c| c.disconnects += 1);
+    }
+
+    /// Verification: the acked message `seq` of the stream received by local user `receiver`.
+    pub fn verify_acked(&self, receiver: usize, seq: u64) {
+        if let Some(v) = self.verifiers.borrow_mut().get_mut(receiver) {
+            if v.on_acked(seq) {
+                self.awaiting.set(self.awaiting.get() + 1);
+            }
+        }
+    }
+
+    /// Verification: local user `receiver` got message `seq` of its stream.
+    pub fn verify_delivered(&self, receiver: usize, seq: u64) {
+        if let Some(v) = self.verifiers.borrow_mut().get_mut(receiver) {
+            if v.on_delivered(seq) {
+                self.awaiting.set(self.awaiting.get().saturating_sub(1));
+            }
+        }
+    }
+
+    /// A user's connection was lost without our asking (server close, reset, node gone): it
+    /// is now reconnecting. Returns the moment, to hand to [`Worker::user_back`] or
+    /// [`Worker::user_gave_up`].
+    pub fn user_lost(&self) -> Instant {
+        let now = Instant::now();
+        let mut r = self.recovery.get();
+        r.lost_connections += 1;
+        if r.first_loss_unix_ms == 0 {
+            r.first_loss_unix_ms = process::unix_ms();
+        }
+        self.recovery.set(r);
+        self.away.set(self.away.get() + 1);
+        now
+    }
+
+    /// A user lost at `lost_at` is connected again (its `welcome` arrived).
+    pub fn user_back(&self, lost_at: Instant) {
+        let mut r = self.recovery.get();
+        r.max_outage_ms = r.max_outage_ms.max(lost_at.elapsed().as_millis() as u64);
+        let away = self.away.get().saturating_sub(1);
+        self.away.set(away);
+        if away == 0 {
+            r.all_back_unix_ms = process::unix_ms();
+        }
+        self.recovery.set(r);
+    }
+
+    /// A user lost at `lost_at` stopped trying (the run ended, or every attempt failed).
+    pub fn user_gave_up(&self, _lost_at: Instant) {
+        let mut r = self.recovery.get();
+        r.users_not_back += 1;
+        self.recovery.set(r);
+        self.away.set(self.away.get().saturating_sub(1));
     }
 
     /// Waits for the measured phase to be published.
@@ -329,6 +396,7 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
         measure_secs: phase.map_or(0.0, |p| (p.end - p.start).as_secs_f64()),
         measure_start_secs: phase.map_or(0.0, |p| (p.start - w.epoch).as_secs_f64()),
         measure_end_secs: phase.map_or(0.0, |p| (p.end - w.epoch).as_secs_f64()),
+        recovery: w.recovery.get(),
         verify,
     };
     write_line(&WorkerLine::Done(Box::new(fin)));
@@ -347,7 +415,7 @@ fn verify_summary(w: &Worker) -> VerifySummary {
             _ => true,
         };
         if has_stream {
-            s.add_stream(&w.user_id(user), v.verdict());
+            s.add_stream_lost(&w.user_id(user), v.verdict(), v.first_lost());
         }
     }
     s
@@ -386,7 +454,7 @@ fn emit_tick(w: &Worker, sec: u64) {
     };
     f.latency_tick.reset();
     drop(f);
-    write_line(&WorkerLine::Tick(tick));
+    write_line(&WorkerLine::Tick(Box::new(tick)));
 }
 
 fn emit(
@@ -414,7 +482,7 @@ fn emit(
     };
     *last = c;
     *last_err = e;
-    write_line(&WorkerLine::Tick(tick));
+    write_line(&WorkerLine::Tick(Box::new(tick)));
 }
 
 fn write_line(line: &WorkerLine) {

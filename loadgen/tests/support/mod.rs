@@ -3,6 +3,8 @@
 //! Every child process is killed when its guard is dropped, even when a test fails.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod cluster;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
