@@ -66,6 +66,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{id}"))
             .io_memory(io_memory)
+            .ring_depth(node.config.io_ring_depth)
             .spawn(move || async move { shard::run(id, node, plan, ready).await })
             .map_err(|e| anyhow::anyhow!("starting shard {id}: {e}"))?;
         handles.push(handle);
