@@ -110,6 +110,11 @@ pub struct Config {
     /// reactor turn, and that cancel walks one bucket, so with many idle connections a small
     /// ring makes every turn cost O(connections / buckets). See [`IO_RING_DEPTH`].
     pub io_ring_depth: usize,
+    /// Let the OS scheduler place the shards instead of pinning shard i to the i-th CPU. Pinned
+    /// is right on a machine the node has to itself; when other busy processes share the
+    /// cores (a load generator on the same box) a pinned shard waits for its CPU and every
+    /// hand-off between shards is a cross-core wake-up (measured in `benches/RESULTS.md`).
+    pub unpinned_shards: bool,
     /// Log as JSON lines instead of human-readable text.
     pub log_json: bool,
     /// Base URL of `control` (`http://host:port`). Empty = standalone: no heartbeats, no
@@ -165,6 +170,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             io_memory_kib: 1024,
             io_ring_depth: IO_RING_DEPTH,
+            unpinned_shards: false,
             log_json: false,
             control_url: String::new(),
             heartbeat_interval_sec: crate::cluster::DEFAULT_HEARTBEAT_INTERVAL_SEC,
@@ -418,6 +424,10 @@ pub struct Settings {
     /// cancellation hash) [default: 4096].
     #[arg(long, env = "IO_RING_DEPTH")]
     pub io_ring_depth: Option<usize>,
+    /// Do not pin shards to CPUs (for machines shared with other busy processes).
+    #[arg(long, env = "UNPINNED_SHARDS")]
+    #[serde(default)]
+    pub unpinned_shards: bool,
     /// Log JSON lines (level from RUST_LOG, default info).
     #[arg(long, env = "LOG_JSON")]
     #[serde(default)]
@@ -463,6 +473,7 @@ impl Settings {
         c.require_token |= self.require_token;
         c.echo |= self.echo;
         c.log_json |= self.log_json;
+        c.unpinned_shards |= self.unpinned_shards;
         set(&mut c.buffer_max, &self.buffer_max);
         set(&mut c.log_max_bytes, &self.log_max_bytes);
         set(&mut c.max_offline_log_bytes, &self.max_offline_log_bytes);
@@ -563,6 +574,16 @@ mod tests {
         let cli = Settings::parse_from(["gateway", "--io-ring-depth", "256"]);
         let c = Config::from_settings(&Settings::default(), &cli).expect("merge");
         assert_eq!(c.io_ring_depth, 256);
+    }
+
+    #[test]
+    fn shards_are_pinned_unless_asked() {
+        let c = Config::from_settings(&Settings::default(), &Settings::parse_from(["gateway"]))
+            .expect("merge");
+        assert!(!c.unpinned_shards);
+        let file: Settings = toml::from_str("unpinned_shards = true").expect("toml parses");
+        let c = Config::from_settings(&file, &Settings::parse_from(["gateway"])).expect("merge");
+        assert!(c.unpinned_shards);
     }
 
     #[test]
