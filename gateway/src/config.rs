@@ -25,6 +25,12 @@ use crate::session::SessionLimits;
 pub const ECHO_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Largest `--shards` accepted: the shard mesh has shards² rings.
 pub const MAX_SHARDS: usize = 256;
+/// Default io_uring depth per ring (glommio's own default is 128). 4096 gives the kernel's
+/// poll-cancellation hash its largest size (256 buckets) and costs about 1.2 MiB of ring
+/// memory per shard (three rings); measured in `benches/RESULTS.md` (perf section).
+pub const IO_RING_DEPTH: usize = 4096;
+/// The kernel's largest io_uring submission queue (`IORING_MAX_ENTRIES`).
+pub const MAX_IO_RING_DEPTH: usize = 32_768;
 
 /// The node's whole configuration, after precedence has been applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +103,18 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// io_uring pinned buffer memory per shard, in KiB (glommio `io_memory`).
     pub io_memory_kib: usize,
+    /// Submission-queue entries of each of a shard's io_uring rings (glommio `ring_depth`; the
+    /// completion queue is twice as deep). Besides concurrency it sizes the kernel's
+    /// cancellation hash of armed polls: about `2·depth/32` buckets (at most 256). glommio
+    /// cancels and re-arms a timeout on the ring that holds every connection's poll at each
+    /// reactor turn, and that cancel walks one bucket, so with many idle connections a small
+    /// ring makes every turn cost O(connections / buckets). See [`IO_RING_DEPTH`].
+    pub io_ring_depth: usize,
+    /// Let the OS scheduler place the shards instead of pinning shard i to the i-th CPU. Pinned
+    /// is right on a machine the node has to itself; when other busy processes share the
+    /// cores (a load generator on the same box) a pinned shard waits for its CPU and every
+    /// hand-off between shards is a cross-core wake-up (measured in `benches/RESULTS.md`).
+    pub unpinned_shards: bool,
     /// Log as JSON lines instead of human-readable text.
     pub log_json: bool,
     /// Base URL of `control` (`http://host:port`). Empty = standalone: no heartbeats, no
@@ -154,6 +172,8 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             io_memory_kib: 1024,
+            io_ring_depth: IO_RING_DEPTH,
+            unpinned_shards: false,
             log_json: false,
             control_url: String::new(),
             heartbeat_interval_sec: crate::cluster::DEFAULT_HEARTBEAT_INTERVAL_SEC,
@@ -202,6 +222,11 @@ impl Config {
         }
         if self.io_memory_kib < 64 {
             bail!("IO_MEMORY_KIB must be >= 64");
+        }
+        if !self.io_ring_depth.is_power_of_two()
+            || !(16..=MAX_IO_RING_DEPTH).contains(&self.io_ring_depth)
+        {
+            bail!("IO_RING_DEPTH must be a power of two in 16..={MAX_IO_RING_DEPTH}");
         }
         crate::cluster::validate(self)?;
         crate::store::check_prefix(&self.redis_prefix).context("REDIS_PREFIX")?;
@@ -400,6 +425,14 @@ pub struct Settings {
     /// io_uring memory per shard, KiB [default: 1024].
     #[arg(long, env = "IO_MEMORY_KIB")]
     pub io_memory_kib: Option<usize>,
+    /// io_uring submission entries per ring (power of two; sizes the kernel's poll
+    /// cancellation hash) [default: 4096].
+    #[arg(long, env = "IO_RING_DEPTH")]
+    pub io_ring_depth: Option<usize>,
+    /// Do not pin shards to CPUs (for machines shared with other busy processes).
+    #[arg(long, env = "UNPINNED_SHARDS")]
+    #[serde(default)]
+    pub unpinned_shards: bool,
     /// Log JSON lines (level from RUST_LOG, default info).
     #[arg(long, env = "LOG_JSON")]
     #[serde(default)]
@@ -449,6 +482,7 @@ impl Settings {
         c.require_token |= self.require_token;
         c.echo |= self.echo;
         c.log_json |= self.log_json;
+        c.unpinned_shards |= self.unpinned_shards;
         set(&mut c.buffer_max, &self.buffer_max);
         set(&mut c.log_max_bytes, &self.log_max_bytes);
         set(&mut c.max_offline_log_bytes, &self.max_offline_log_bytes);
@@ -477,6 +511,7 @@ impl Settings {
         set(&mut c.allowed_origins, &self.allowed_origins);
         set(&mut c.trusted_proxies, &self.trusted_proxies);
         set(&mut c.io_memory_kib, &self.io_memory_kib);
+        set(&mut c.io_ring_depth, &self.io_ring_depth);
         set(&mut c.control_url, &self.control_url);
         set(&mut c.heartbeat_interval_sec, &self.heartbeat_interval_sec);
         set(&mut c.node_weight, &self.node_weight);
@@ -550,6 +585,36 @@ mod tests {
     #[test]
     fn unknown_toml_key_is_an_error() {
         assert!(toml::from_str::<Settings>("no_such_knob = 1").is_err());
+    }
+
+    #[test]
+    fn io_ring_depth_must_be_a_power_of_two() {
+        for (depth, ok) in [
+            (4096, true),
+            (16, true),
+            (1000, false),
+            (8, false),
+            (65_536, false),
+        ] {
+            let c = Config {
+                io_ring_depth: depth,
+                ..Config::default()
+            };
+            assert_eq!(c.validate().is_ok(), ok, "depth {depth}");
+        }
+        let cli = Settings::parse_from(["gateway", "--io-ring-depth", "256"]);
+        let c = Config::from_settings(&Settings::default(), &cli).expect("merge");
+        assert_eq!(c.io_ring_depth, 256);
+    }
+
+    #[test]
+    fn shards_are_pinned_unless_asked() {
+        let c = Config::from_settings(&Settings::default(), &Settings::parse_from(["gateway"]))
+            .expect("merge");
+        assert!(!c.unpinned_shards);
+        let file: Settings = toml::from_str("unpinned_shards = true").expect("toml parses");
+        let c = Config::from_settings(&file, &Settings::parse_from(["gateway"])).expect("merge");
+        assert!(c.unpinned_shards);
     }
 
     #[test]

@@ -56,9 +56,11 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     let mut handles = Vec::with_capacity(shards);
     for id in 0..shards {
         // Pin shard i to the i-th CPU this process may use; with more shards than CPUs
-        // (tests on a small machine) the extra shards float.
+        // (tests on a small machine) or `--unpinned-shards` the shards float.
         let placement = match cpus.get(id) {
-            Some(&cpu) if shards <= cpus.len() => Placement::Fixed(cpu),
+            Some(&cpu) if shards <= cpus.len() && !node.config.unpinned_shards => {
+                Placement::Fixed(cpu)
+            }
             _ => Placement::Unbound,
         };
         let node = node.clone();
@@ -68,6 +70,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{id}"))
             .io_memory(io_memory)
+            .ring_depth(node.config.io_ring_depth)
             .spawn(move || async move { shard::run(id, node, plan, ready).await })
             .map_err(|e| anyhow::anyhow!("starting shard {id}: {e}"))?;
         handles.push(handle);

@@ -46,8 +46,9 @@
 //! # Threads and rings
 //! librdkafka runs on its own threads plus one relay thread (an unpinned glommio executor
 //! with a small blocking pool, see `bridge.rs`). Each shard is joined to it by two bounded
-//! glommio `shared_channel` rings — the same primitive as the shard mesh, so a shard awaits
-//! its relay ring like any mesh ring and an idle relay costs no polling:
+//! glommio `shared_channel` rings (the shard mesh uses its own `ArrayQueue` rings instead, see
+//! `shard/mesh.rs`), so a shard awaits its relay ring as a task and an idle relay costs no
+//! polling:
 //! - shard → relay ([`RelayShard::try_send`], capacity [`RelayConfig::outbound_ring`]):
 //!   a full ring hands the request back (`Err(Full(req))`, counted `ring_full`) and the
 //!   shard answers the sender with an error frame;

@@ -2,7 +2,8 @@
 //! the users whose home it is, their session state, and its end of the shard mesh.
 //!
 //! # Layout
-//! - `mesh.rs` — the SPSC rings between shards ([`mesh::Mesh`], [`mesh::RING_CAPACITY`]).
+//! - `mesh.rs` — the SPSC rings between shards ([`mesh::Mesh`], [`mesh::Inbox`],
+//!   [`mesh::RING_CAPACITY`]).
 //! - `msg.rs` — [`msg::ShardMsg`], what travels on those rings (hand-offs, commits, `sent`).
 //! - `messaging.rs` — attach, client frames, routing to the recipient's home shard, `sent`.
 //! - `datapath.rs` — the same with `REDIS_URL`: Redis is the commit point, the session core
@@ -272,7 +273,7 @@ pub async fn run(
             return;
         }
     };
-    let Some(ends) = plan.take(id) else {
+    let Some((mesh, inbox)) = plan.take(id) else {
         let _ = ready.send(Err(anyhow::anyhow!("shard {id}: mesh ends taken twice")));
         return;
     };
@@ -283,7 +284,6 @@ pub async fn run(
             return;
         }
     };
-    let (mesh, receivers) = ends.connect().await;
     let (relay, relay_rx) = match node.relay_plan.as_ref().and_then(|p| p.take(id)) {
         Some(ends) => {
             let (tx, rx) = ends.connect().await;
@@ -307,14 +307,9 @@ pub async fn run(
         relay,
         node: node.clone(),
     });
-    for rx in receivers {
+    {
         let shard = shard.clone();
-        glommio::spawn_local(async move {
-            while let Some(m) = rx.recv().await {
-                msg::handle(&shard, m);
-            }
-        })
-        .detach();
+        glommio::spawn_local(inbox.run(move |m| msg::handle(&shard, m))).detach();
     }
     glommio::spawn_local(datapath::run(shard.clone())).detach();
     if let Some(rx) = relay_rx {
