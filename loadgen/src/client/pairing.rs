@@ -111,12 +111,7 @@ pub fn fetch_ring(control: &Url, addr: SocketAddr) -> Result<Ring, PairingError>
     let err = |e: std::io::Error| PairingError::Fetch(e.to_string());
     let mut s = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT).map_err(err)?;
     s.set_read_timeout(Some(FETCH_TIMEOUT)).map_err(err)?;
-    let base = control
-        .path_and_query
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('/');
+    let base = control.base_path();
     // HTTP/1.0: the answer is never chunked and ends when the server closes.
     let req = format!(
         "GET {base}/v1/ring HTTP/1.0\r\nHost: {}\r\n\r\n",

@@ -41,13 +41,7 @@ impl Placement {
 
 /// Asks control where `user` goes (plain HTTP/1.1, one request per connection).
 pub async fn place(control: &Url, addr: SocketAddr, user: &str) -> Result<Placement, ConnError> {
-    // Control may sit under a path prefix (`http://host/prefix`): keep it.
-    let base = control
-        .path_and_query
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('/');
+    let base = control.base_path();
     let path = format!(
         "{base}/v1/connect?userId={}",
         super::url::percent_encode(user)

@@ -48,6 +48,16 @@ impl Url {
         })
     }
 
+    /// The path without query or trailing `/`: the prefix a service (control) may sit under
+    /// (`http://host/prefix`), to which API paths are appended.
+    pub fn base_path(&self) -> &str {
+        self.path_and_query
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('/')
+    }
+
     /// `host:port` for the `Host` header and for name resolution.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {

@@ -160,23 +160,8 @@ fn print_log_tails(dir: &Path) {
     }
 }
 
-/// Waits until something listens on `addr`.
-pub fn wait_listening(addr: SocketAddr, within: Duration) {
-    let deadline = Instant::now() + within;
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Polls `pred` every 100 ms until it holds; panics with `what` after `within`.
-pub fn until(what: &str, within: Duration, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !pred() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+pub use testkit::until;
+use testkit::wait_listening;
 
 /// `METHOD path` over plain HTTP/1.1 (one request per connection): (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
@@ -254,7 +239,7 @@ impl Redis {
             cmd.args(["--appendonly", "no"]);
         }
         let g = Group::spawn(&format!("redis{n}"), scratch, &mut cmd, false);
-        wait_listening(([127, 0, 0, 1], port).into(), Duration::from_secs(30));
+        wait_listening(&format!("127.0.0.1:{port}"), Duration::from_secs(30));
         g
     }
 
@@ -314,7 +299,7 @@ impl Broker {
             .args(["--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tansu/"]);
         let g = Group::spawn(&format!("broker{n}"), scratch, &mut cmd, false);
-        wait_listening(([127, 0, 0, 1], port).into(), Duration::from_secs(30));
+        wait_listening(&format!("127.0.0.1:{port}"), Duration::from_secs(30));
         g
     }
 
