@@ -14,7 +14,7 @@
 //! | `RTC_TANSU_BIN` | [`tansu_bin`]: the `tansu` to start (default: `.tools/` of the workspace) |
 //!
 //! # Layout
-//! - `process.rs` — [`ChildGuard`]: a child killed (and reaped) on drop.
+//! - `process.rs` — [`ChildGuard`]: a child killed (and reaped) on drop; [`listening_addr`].
 //! - `net.rs` — [`free_port`], [`wait_listening`], [`until`].
 //! - `redis.rs` — [`RedisServer`] (optionally persistent, restartable on its port).
 //! - `broker.rs` — [`Broker`] (tansu with in-memory storage, restartable on its port).
@@ -28,7 +28,7 @@ mod redis;
 
 pub use broker::{shared_kafka, tansu_bin, Broker};
 pub use net::{free_port, until, wait_listening};
-pub use process::ChildGuard;
+pub use process::{listening_addr, ChildGuard};
 pub use redis::{redis_bin, shared_redis_url, RedisServer};
 
 /// How long a server may take to start listening on a loaded 2-core machine.

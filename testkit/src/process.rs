@@ -1,10 +1,29 @@
 //! [`ChildGuard`]: a child process that cannot outlive its test.
 
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// How long [`ChildGuard::terminate`] waits for a graceful exit before SIGKILL.
 const TERMINATE_WAIT: Duration = Duration::from_secs(15);
+
+/// Reads the address a server (gateway) prints first on stdout, `listening on ADDR`; the
+/// child must have been spawned with a piped stdout. Panics naming `what` on anything else.
+pub fn listening_addr(child: &mut Child, what: &str) -> SocketAddr {
+    let stdout = child
+        .stdout
+        .take()
+        .unwrap_or_else(|| panic!("{what}: stdout not piped"));
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{what}: reading stdout: {e}"));
+    line.trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: unexpected first line {line:?}"))
+}
 
 /// A child process killed (SIGKILL) and reaped when dropped — also when the test panics.
 #[derive(Debug)]

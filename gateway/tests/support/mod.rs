@@ -4,7 +4,7 @@
 //! Child processes are killed on drop.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -51,16 +51,7 @@ impl Gateway {
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn gateway");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read gateway stdout");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from gateway: {line:?}"));
+        let addr = testkit::listening_addr(&mut child, "gateway");
         Self {
             child: Some(child),
             addr,

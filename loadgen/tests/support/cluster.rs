@@ -8,7 +8,7 @@
 //! nothing outlives a test, even a failed one. When a test fails, the last lines of every
 //! log are printed.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -503,16 +503,7 @@ impl Cluster {
                 std::env::var("SCENARIO_LOG").unwrap_or_else(|_| "warn".into()),
             );
             let mut group = Group::spawn(&id, &scratch.0, &mut cmd, true);
-            let stdout = group.child().stdout.take().expect("gateway stdout");
-            let mut line = String::new();
-            BufReader::new(stdout)
-                .read_line(&mut line)
-                .expect("gateway prints its address");
-            let addr = line
-                .trim()
-                .strip_prefix("listening on ")
-                .and_then(|a| a.parse().ok())
-                .unwrap_or_else(|| panic!("{id}: unexpected first line {line:?}"));
+            let addr = testkit::listening_addr(group.child(), &id);
             nodes.push(Node { id, group, addr });
         }
         let c = Cluster {
