@@ -29,8 +29,8 @@ pub const DEFAULT_FETCH_WAIT_MS: u64 = 5;
 pub const DEFAULT_LINGER_MS: u64 = 0;
 /// Default producer requests in flight per broker (`KAFKA_MAX_IN_FLIGHT`,
 /// `max.in.flight.requests.per.connection`): 1 — while one produce request is out, new
-/// records collect into the next one, so the request rate adapts to the broker's speed
-/// instead of reaching one request per record (see the module doc's measurements).
+/// records collect into the next one in librdkafka's queue, not in a saturated broker's
+/// (see the module doc's measurements).
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1;
 /// Most requests in flight the idempotent producer allows (librdkafka's limit).
 pub const MAX_IN_FLIGHT_IDEMPOTENT: u32 = 5;

@@ -22,9 +22,9 @@
 //! - Producer: `linger.ms=0` (`KAFKA_LINGER_MS`, ≤ 1 allowed): a relay hop is on the
 //!   message's latency path. `max.in.flight.requests.per.connection=1`
 //!   (`KAFKA_MAX_IN_FLIGHT`, 1..=5): while one produce request is out, new records collect
-//!   into the next, so the request rate follows the broker's speed (at low load a record
-//!   waits at most one produce round trip, ~0.5 ms on loopback; under load requests carry
-//!   several records instead of one each — see *Measured* below). `acks` from `KAFKA_ACKS`:
+//!   into the next one in librdkafka's queue rather than in the broker's (at low load a
+//!   record waits at most one produce round trip, ~0.5 ms on loopback; see *Measured*
+//!   below). `acks` from `KAFKA_ACKS`:
 //!   - `all` (default): the producer is idempotent (`enable.idempotence=true`), so a retry
 //!     cannot duplicate or reorder a user's records, and a record the broker acknowledged
 //!     is on every in-sync replica;
@@ -73,10 +73,33 @@
 //!   1,000 msg/s (98 %, 85 %) where 5 ms used 55–65 %; 100 ms halves its CPU but adds
 //!   ~30 ms p50. 5 ms stays the default.
 //!
-//! Hence the producer settings: fewer, larger produce requests mean fewer batch objects
-//! for every later fetch to list. One partition per delivery topic is worse (each fetch
-//! then lists the whole topic: p50 30 ms on a second 1,000 msg/s run against 8 ms with 8),
-//! so 8 stays the default. `linger.ms=1` added ~1 ms at low load for no clear gain.
+//! Producer side: up to ~500 msg/s per node each record travels in its own produce request
+//! whatever the settings (records arrive ~2 ms apart, a round trip takes ~0.5 ms); past
+//! that librdkafka batches by itself (~2 records per request at 1,000 msg/s per node with
+//! 1 or 5 in flight alike). One request in flight changes where a saturated broker's
+//! backlog waits: the produce round trip fell from 9–11 ms to 1.6–2 ms on average (likely
+//! because tansu rewrites one shared producer-state object, `meta.json`, under a version
+//! check for every idempotent produce), the records waiting in librdkafka's queue instead;
+//! end to end, the difference at ≤ 1,000 msg/s is within this machine's noise.
+//! `socket.nagle.disable` cut the cross-node p99 at 1,000 msg/s from 28 to 12 ms in one
+//! paired run (noisy). One partition per delivery topic is worse (each fetch then lists the
+//! whole topic: p50 30 ms on a second 1,000 msg/s run against 8 ms with 8), so 8 stays the
+//! default; 16 and 32 were not clearly better. `linger.ms=1` added ~1 ms at low load for no
+//! clear gain, so 0 stays.
+//!
+//! `benches/run-cluster direct` (USERS=1000, N=2, a fresh cluster per run), before (5 in
+//! flight, Nagle on) and after (1 in flight, Nagle off), three interleaved rounds at load
+//! averages 1–5; cross-node p50 / p99 in ms, median of the three (same-node p50 was 0.9–1.7):
+//!
+//! | msg/s | before | after | the three "after" runs |
+//! |---|---|---|---|
+//! | 500 | 4.2 / 10.4 | 3.8 / 7.3 | 3.9/8.2, 3.6/7.3, 3.8/6.7 |
+//! | 1,000 | 5.2 / 13.4 | 4.1 / 9.8 | 5.0/42.6, 3.7/9.8, 4.1/9.6 |
+//! | 2,000 | 12.6 / 55.7 | 7.8 / 36.5 | 7.8/36.5, 7.6/35.2, 8.9/46.3 |
+//!
+//! On a quiet machine (the third round) before and after were equal at 500 and 1,000 msg/s
+//! (3.7/6.6 vs 3.8/6.7, 4.4/10.2 vs 4.1/9.6); the gain is in the loaded runs and at
+//! 2,000 msg/s, where the broker saturates.
 //! - Both: reconnect backoff 50 ms..1 s (recover quickly after a broker restart).
 //! - All clients: `allow.auto.create.topics=false`. Only the node creates its topics, with
 //!   its partition count. (librdkafka's producer otherwise asks the broker to auto-create
