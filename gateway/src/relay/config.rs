@@ -27,6 +27,17 @@ pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 6_000;
 pub const DEFAULT_FETCH_WAIT_MS: u64 = 5;
 /// Default producer `linger.ms`: 0 — send as soon as the previous request returns.
 pub const DEFAULT_LINGER_MS: u64 = 0;
+/// Default producer requests in flight per broker (`KAFKA_MAX_IN_FLIGHT`,
+/// `max.in.flight.requests.per.connection`): 1 — while one produce request is out, new
+/// records collect into the next one in librdkafka's queue, not in a saturated broker's
+/// (see the module doc's measurements).
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1;
+/// Most requests in flight the idempotent producer allows (librdkafka's limit).
+pub const MAX_IN_FLIGHT_IDEMPOTENT: u32 = 5;
+/// Default librdkafka statistics interval (`KAFKA_STATS_MS`; 0 = off).
+pub const DEFAULT_STATS_MS: u64 = 0;
+/// Most extra librdkafka settings one `KAFKA_*_EXTRA` variable may carry.
+pub const MAX_EXTRA_SETTINGS: usize = 32;
 /// Default time the relay stays lost (broker reachable or not) before it throws its
 /// librdkafka clients away and builds new ones.
 pub const DEFAULT_RECREATE_AFTER_MS: u64 = 8_000;
@@ -87,6 +98,8 @@ pub struct RelayConfig {
     pub acks: Acks,
     /// Producer `linger.ms` (≤ 1: latency first; the rings already batch under load).
     pub linger_ms: u64,
+    /// Producer `max.in.flight.requests.per.connection` (`KAFKA_MAX_IN_FLIGHT`, 1..=5).
+    pub max_in_flight: u32,
     /// Producer `message.timeout.ms`: a produce not acknowledged by then is a failure the
     /// sender hears about.
     pub message_timeout_ms: u64,
@@ -99,6 +112,17 @@ pub struct RelayConfig {
     pub session_timeout_ms: u64,
     /// Consumer `fetch.wait.max.ms` (`KAFKA_FETCH_WAIT_MS`).
     pub fetch_wait_ms: u64,
+    /// librdkafka `statistics.interval.ms` of the relay's producer and consumer
+    /// (`KAFKA_STATS_MS`, 0 = off): each interval logs one line per client with request
+    /// counts and latency windows (produce queue, request queue, broker round trip) —
+    /// how to see where relay time goes.
+    pub stats_ms: u64,
+    /// Extra librdkafka producer settings applied last (`KAFKA_PRODUCER_EXTRA`,
+    /// `key=value,key=value`), for tuning without a rebuild. The relay's own invariants
+    /// (`linger.ms` ≤ 1, idempotence with `acks=all`) are checked after them.
+    pub producer_extra: Vec<(String, String)>,
+    /// Extra librdkafka consumer settings applied last (`KAFKA_CONSUMER_EXTRA`).
+    pub consumer_extra: Vec<(String, String)>,
     /// Shard → relay ring capacity (produce requests), per shard.
     pub outbound_ring: usize,
     /// Relay → shard ring capacity (batches), per shard.
@@ -121,10 +145,14 @@ impl Default for RelayConfig {
             replication: 1,
             acks: Acks::All,
             linger_ms: DEFAULT_LINGER_MS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             message_timeout_ms: DEFAULT_MESSAGE_TIMEOUT_MS,
             producer_queue: DEFAULT_PRODUCER_QUEUE,
             session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
             fetch_wait_ms: DEFAULT_FETCH_WAIT_MS,
+            stats_ms: DEFAULT_STATS_MS,
+            producer_extra: Vec::new(),
+            consumer_extra: Vec::new(),
             outbound_ring: DEFAULT_OUTBOUND_RING,
             inbound_ring: DEFAULT_INBOUND_RING,
             consume_batch: DEFAULT_CONSUME_BATCH,
@@ -137,7 +165,8 @@ impl Default for RelayConfig {
 impl RelayConfig {
     /// Defaults overridden by `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`, `KAFKA_ACKS`,
     /// `KAFKA_PARTITIONS`, `KAFKA_REPLICATION`, `KAFKA_SESSION_TIMEOUT_MS`,
-    /// `KAFKA_FETCH_WAIT_MS`.
+    /// `KAFKA_FETCH_WAIT_MS`, `KAFKA_LINGER_MS`, `KAFKA_MAX_IN_FLIGHT`, `KAFKA_STATS_MS`, `KAFKA_PRODUCER_EXTRA`,
+    /// `KAFKA_CONSUMER_EXTRA`.
     pub fn from_env(node_id: &str) -> Result<Self, RelayStartError> {
         let mut c = Self {
             node_id: node_id.to_string(),
@@ -168,6 +197,31 @@ impl RelayConfig {
             c.fetch_wait_ms = v
                 .parse()
                 .map_err(|_| RelayStartError::Config("KAFKA_FETCH_WAIT_MS must be a number"))?;
+        }
+        if let Some(v) = var("KAFKA_LINGER_MS") {
+            c.linger_ms = v
+                .parse()
+                .map_err(|_| RelayStartError::Config("KAFKA_LINGER_MS must be 0 or 1"))?;
+        }
+        if let Some(v) = var("KAFKA_MAX_IN_FLIGHT") {
+            c.max_in_flight = v
+                .parse()
+                .map_err(|_| RelayStartError::Config("KAFKA_MAX_IN_FLIGHT must be 1..=5"))?;
+        }
+        if let Some(v) = var("KAFKA_STATS_MS") {
+            c.stats_ms = v
+                .parse()
+                .map_err(|_| RelayStartError::Config("KAFKA_STATS_MS must be a number"))?;
+        }
+        if let Some(v) = var("KAFKA_PRODUCER_EXTRA") {
+            c.producer_extra = parse_extra(&v).ok_or(RelayStartError::Config(
+                "KAFKA_PRODUCER_EXTRA must be key=value[,key=value…]",
+            ))?;
+        }
+        if let Some(v) = var("KAFKA_CONSUMER_EXTRA") {
+            c.consumer_extra = parse_extra(&v).ok_or(RelayStartError::Config(
+                "KAFKA_CONSUMER_EXTRA must be key=value[,key=value…]",
+            ))?;
         }
         if let Some(v) = var("KAFKA_SESSION_TIMEOUT_MS") {
             c.session_timeout_ms = v.parse().map_err(|_| {
@@ -210,6 +264,11 @@ impl RelayConfig {
                 "linger_ms must be 0 or 1 (latency first)",
             ));
         }
+        // librdkafka refuses more than 5 with idempotence; the same bound keeps acks=1/0
+        // from piling up one tiny request per record.
+        if !(1..=MAX_IN_FLIGHT_IDEMPOTENT).contains(&self.max_in_flight) {
+            return Err(RelayStartError::Config("max_in_flight must be 1..=5"));
+        }
         if self.message_timeout_ms == 0 || self.message_timeout_ms > 300_000 {
             return Err(RelayStartError::Config(
                 "message_timeout_ms must be 1..=300000",
@@ -223,6 +282,36 @@ impl RelayConfig {
         if !(1_000..=300_000).contains(&self.session_timeout_ms) {
             return Err(RelayStartError::Config(
                 "session_timeout_ms must be 1000..=300000",
+            ));
+        }
+        if self.stats_ms != 0 && !(100..=3_600_000).contains(&self.stats_ms) {
+            return Err(RelayStartError::Config(
+                "stats_ms must be 0 (off) or 100..=3600000",
+            ));
+        }
+        for (k, v) in self.producer_extra.iter() {
+            let bad = match k.as_str() {
+                "linger.ms" | "queue.buffering.max.ms" => {
+                    v.parse::<f64>().map_or(true, |l| l > 1.0)
+                }
+                "enable.idempotence" => self.acks == Acks::All && v != "true",
+                "acks"
+                | "request.required.acks"
+                | "max.in.flight.requests.per.connection"
+                | "max.in.flight" => true,
+                _ => false,
+            };
+            if bad {
+                return Err(RelayStartError::Config(
+                    "producer_extra may not raise linger.ms above 1, set acks or max.in.flight (KAFKA_ACKS, KAFKA_MAX_IN_FLIGHT) or turn idempotence off with acks=all",
+                ));
+            }
+        }
+        if self.producer_extra.len() > MAX_EXTRA_SETTINGS
+            || self.consumer_extra.len() > MAX_EXTRA_SETTINGS
+        {
+            return Err(RelayStartError::Config(
+                "too many extra librdkafka settings",
             ));
         }
         if self.fetch_wait_ms > 500 {
@@ -250,6 +339,21 @@ impl RelayConfig {
     pub fn delivery_topic(&self) -> String {
         delivery_topic(&self.prefix, &self.node_id)
     }
+}
+
+/// Parses `key=value,key=value` (whitespace around items ignored); `None` when malformed or
+/// longer than [`MAX_EXTRA_SETTINGS`].
+pub fn parse_extra(s: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (k, v) = item.split_once('=')?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || out.len() >= MAX_EXTRA_SETTINGS {
+            return None;
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Some(out)
 }
 
 /// `<prefix>.deliver.<node>`: where messages for `node`'s users are produced.
@@ -302,10 +406,43 @@ mod tests {
                 session_timeout_ms: 10,
                 ..RelayConfig::default()
             },
+            RelayConfig {
+                max_in_flight: 0,
+                ..RelayConfig::default()
+            },
+            RelayConfig {
+                max_in_flight: 6,
+                ..RelayConfig::default()
+            },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");
         }
+    }
+
+    #[test]
+    fn extra_settings_parse_and_keep_the_invariants() {
+        assert_eq!(
+            parse_extra(" fetch.min.bytes=1, queued.min.messages = 10 ,"),
+            Some(vec![
+                ("fetch.min.bytes".into(), "1".into()),
+                ("queued.min.messages".into(), "10".into())
+            ])
+        );
+        assert_eq!(parse_extra("novalue"), None);
+        assert_eq!(parse_extra("=1"), None);
+        for bad in ["linger.ms=5", "acks=1", "enable.idempotence=false"] {
+            let c = RelayConfig {
+                producer_extra: parse_extra(bad).unwrap(),
+                ..RelayConfig::default()
+            };
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        let ok = RelayConfig {
+            producer_extra: parse_extra("linger.ms=1,batch.num.messages=100").unwrap(),
+            ..RelayConfig::default()
+        };
+        ok.validate().unwrap();
     }
 
     #[test]

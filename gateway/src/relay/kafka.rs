@@ -12,6 +12,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
+use rdkafka::statistics::{Statistics, Window};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -134,6 +135,37 @@ fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, msg: &str) {
     }
 }
 
+/// `avg/p50/p99` of a librdkafka latency window, in µs (`-` when absent or empty).
+fn window(w: Option<&Window>) -> String {
+    match w {
+        Some(w) if w.cnt > 0 => format!("{}/{}/{}", w.avg, w.p50, w.p99),
+        _ => "-".into(),
+    }
+}
+
+/// One log line per broker of a client's statistics (`KAFKA_STATS_MS`): cumulative request
+/// counts (all, Produce, Fetch) and the latency windows of the last interval — librdkafka's
+/// producer queue (`int_latency`: enqueue → put in a request), request queue
+/// (`outbuf_latency`: request built → written to the socket) and broker round trip (`rtt`).
+fn log_stats(client: &str, stats: &Statistics) {
+    for b in stats.brokers.values().filter(|b| b.nodeid >= 0) {
+        let req = |k: &str| b.req.get(k).copied().unwrap_or(0);
+        tracing::info!(
+            client,
+            broker = %b.name,
+            msgs_tx = stats.txmsgs,
+            msgs_rx = stats.rxmsgs,
+            requests_tx = b.tx,
+            produce_requests = req("Produce"),
+            fetch_requests = req("Fetch"),
+            int_latency_us = %window(b.int_latency.as_ref()),
+            outbuf_latency_us = %window(b.outbuf_latency.as_ref()),
+            rtt_us = %window(b.rtt.as_ref()),
+            "relay kafka stats"
+        );
+    }
+}
+
 /// Which shard (or [`EVENT_TAG`]) a produce belongs to, and the shard's token for it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tag {
@@ -158,6 +190,9 @@ impl ProducerCtx {
 impl ClientContext for ProducerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         log_to_tracing(level, fac, log_message);
+    }
+    fn stats(&self, statistics: Statistics) {
+        log_stats("producer", &statistics);
     }
     fn error(&self, error: KafkaError, reason: &str) {
         if self.live() {
@@ -218,6 +253,9 @@ impl ClientContext for ConsumerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         log_to_tracing(level, fac, log_message);
     }
+    fn stats(&self, statistics: Statistics) {
+        log_stats("consumer", &statistics);
+    }
     fn error(&self, error: KafkaError, reason: &str) {
         if self.live() {
             self.signals.client_error(&error, reason);
@@ -243,6 +281,10 @@ fn base_config(cfg: &RelayConfig) -> ClientConfig {
         // Notice a re-created topic soon (its metadata changed under us).
         .set("topic.metadata.refresh.interval.ms", "5000")
         .set("socket.keepalive.enable", "true")
+        // TCP_NODELAY: librdkafka leaves Nagle on by default, which holds a small request
+        // written while an earlier one is unacknowledged (a produce behind a produce, a
+        // fetch behind a heartbeat). Every relay request is small and latency-bound.
+        .set("socket.nagle.disable", "true")
         // Never let a metadata request create a topic. librdkafka's producer asks the
         // broker to auto-create any topic it looks up (its default), and the broker then
         // creates it with *its* default partition count (tansu: 4), not ours (8). After a
@@ -253,6 +295,16 @@ fn base_config(cfg: &RelayConfig) -> ClientConfig {
         // Only `ensure_topics` creates topics now.
         .set("allow.auto.create.topics", "false");
     c
+}
+
+/// Statistics (when asked for) and the operator's extra settings, applied last.
+fn with_stats_and_extra(c: &mut ClientConfig, stats_ms: u64, extra: &[(String, String)]) {
+    if stats_ms > 0 {
+        c.set("statistics.interval.ms", stats_ms.to_string());
+    }
+    for (k, v) in extra {
+        c.set(k, v);
+    }
 }
 
 /// The producer: `linger.ms` ≤ 1, idempotent with `acks=all`.
@@ -271,6 +323,10 @@ pub(crate) fn producer(
                 "false"
             },
         )
+        .set(
+            "max.in.flight.requests.per.connection",
+            cfg.max_in_flight.to_string(),
+        )
         .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
         .set(
             "queue.buffering.max.messages",
@@ -278,6 +334,7 @@ pub(crate) fn producer(
         )
         // Records are small JSON-bearing envelopes; compression costs latency for little.
         .set("compression.type", "none");
+    with_stats_and_extra(&mut c, cfg.stats_ms, &cfg.producer_extra);
     let gen = signals.producer_gen.fetch_add(1, Ordering::Relaxed) + 1;
     c.create_with_context(ProducerCtx {
         signals: signals.clone(),
@@ -316,6 +373,7 @@ pub(crate) fn consumer(
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.partition.eof", "false");
+    with_stats_and_extra(&mut c, cfg.stats_ms, &cfg.consumer_extra);
     let gen = signals.consumer_gen.fetch_add(1, Ordering::Relaxed) + 1;
     signals.assigned.store(0, Ordering::Relaxed);
     let consumer: ConsumerClient = c

@@ -19,13 +19,28 @@
 //! after every recovery, because a broker that restarts without storage forgets them.
 //!
 //! # Settings and why
-//! - Producer: `linger.ms=0` (≤ 1 allowed): a relay hop is on the message's latency path and
-//!   the shard rings already batch under load. `acks` from `KAFKA_ACKS` (default `all`); with
-//!   `all` the producer is idempotent (`enable.idempotence=true`) so its retries cannot
-//!   duplicate or reorder a user's records; `1`/`0` turn idempotence off (librdkafka requires
-//!   `all` for it). `message.timeout.ms` 5 s: a produce that cannot complete by then is
-//!   reported to the sender's shard rather than held indefinitely. No compression.
-//! - Consumer: `fetch.wait.max.ms=5` (an empty fetch returns within 5 ms so a new record
+//! - Producer: `linger.ms=0` (`KAFKA_LINGER_MS`, ≤ 1 allowed): a relay hop is on the
+//!   message's latency path. `max.in.flight.requests.per.connection=1`
+//!   (`KAFKA_MAX_IN_FLIGHT`, 1..=5): while one produce request is out, new records collect
+//!   into the next one in librdkafka's queue rather than in the broker's (at low load a
+//!   record waits at most one produce round trip, ~0.5 ms on loopback; see *Measured*
+//!   below). `acks` from `KAFKA_ACKS`:
+//!   - `all` (default): the producer is idempotent (`enable.idempotence=true`), so a retry
+//!     cannot duplicate or reorder a user's records, and a record the broker acknowledged
+//!     is on every in-sync replica;
+//!   - `1`: leader only; idempotence off (librdkafka requires `all` for it). With one
+//!     request in flight a retry still cannot reorder, but it can duplicate (the recipient's
+//!     shard drops a repeated offset). A leader lost before replicating loses the record
+//!     from Kafka only;
+//!   - `0`: fire and forget, no delivery failure is ever reported.
+//!
+//!   Whatever the level, nothing acknowledged to a sender is lost: the commit point is the
+//!   recipient's resume log in Redis, written before the produce; a record Kafka loses is
+//!   found by the reconcile/anti-entropy pass (`shard/relaypath.rs`). `acks` only decides
+//!   how often the fast path has to fall back to that. `message.timeout.ms` 5 s: a produce
+//!   that cannot complete by then is reported to the sender's shard rather than held
+//!   indefinitely. No compression.
+//! - Consumer: `fetch.wait.max.ms=5` (`KAFKA_FETCH_WAIT_MS`; an empty fetch returns within 5 ms so a new record
 //!   waits little), manual assignment of *every* partition of the delivery topic (counted
 //!   from the broker's metadata) instead of a group subscription — a node is the only
 //!   reader of its topic, and group membership against a broker that restarts without
@@ -35,6 +50,60 @@
 //!   by a broker restart skips nothing; replays are deduplicated downstream), offsets
 //!   auto-committed every second (a restarted node resumes near where it stopped; Kafka is
 //!   not the record — the resume log is).
+//! - All clients: `socket.nagle.disable=true` (librdkafka leaves Nagle on; every relay
+//!   request is small and latency-bound).
+//! - Tuning without a rebuild: `KAFKA_PRODUCER_EXTRA` / `KAFKA_CONSUMER_EXTRA`
+//!   (`key=value,…`, librdkafka names, applied last; the producer's may not break the
+//!   invariants above). `KAFKA_STATS_MS=1000` logs librdkafka's statistics once a second
+//!   per client (`relay kafka stats`: produce/fetch request counts, producer queue,
+//!   request queue and broker round-trip windows) — the way to see where relay time goes.
+//!
+//! # Measured (2 nodes, 1,000 users, tansu 0.6 in memory, this 2-core machine)
+//! Where a cross-node message's time goes at moderate load (500 msg/s, librdkafka
+//! statistics): the sender's Redis commit (as for a same-node message, ~1–1.5 ms p50), the
+//! produce round trip (~0.3–0.5 ms), then the wait for the recipient's next fetch — about
+//! half of `fetch.wait.max.ms` on average, the whole of it at worst: tansu answers a fetch
+//! at once only if the partition has data when the fetch *arrives*; otherwise it sleeps the
+//! whole wait and looks again (Kafka itself answers a held fetch as soon as data comes).
+//! So p50 ≈ same-node p50 + ~3 ms, p99 ≈ same-node p99 + ~5 ms.
+//!
+//! What limits it is the broker's CPU, and two tansu traits set the trade-offs:
+//! - every fetch that finds data *lists every batch the partition holds* (its memory
+//!   engine keeps one object per produced batch and implements neither retention nor
+//!   DeleteRecords), so a broker's cost per fetch grows with everything produced since it
+//!   started: the same 500 msg/s run repeated six times on one broker went from p50 4.2 ms /
+//!   p99 9.2 ms (tansu 30 % of a core) to p50 9.3 ms / p99 509 ms (72 %);
+//! - fetches are the dominant cost: `fetch.wait.max.ms` 1 or 2 saturated tansu at
+//!   1,000 msg/s (98 %, 85 %) where 5 ms used 55–65 %; 100 ms halves its CPU but adds
+//!   ~30 ms p50. 5 ms stays the default.
+//!
+//! Producer side: up to ~500 msg/s per node each record travels in its own produce request
+//! whatever the settings (records arrive ~2 ms apart, a round trip takes ~0.5 ms); past
+//! that librdkafka batches by itself (~2 records per request at 1,000 msg/s per node with
+//! 1 or 5 in flight alike). One request in flight changes where a saturated broker's
+//! backlog waits: the produce round trip fell from 9–11 ms to 1.6–2 ms on average (likely
+//! because tansu rewrites one shared producer-state object, `meta.json`, under a version
+//! check for every idempotent produce), the records waiting in librdkafka's queue instead;
+//! end to end, the difference at ≤ 1,000 msg/s is within this machine's noise.
+//! `socket.nagle.disable` cut the cross-node p99 at 1,000 msg/s from 28 to 12 ms in one
+//! paired run (noisy). One partition per delivery topic is worse (each fetch then lists the
+//! whole topic: p50 30 ms on a second 1,000 msg/s run against 8 ms with 8), so 8 stays the
+//! default; 16 and 32 were not clearly better. `linger.ms=1` added ~1 ms at low load for no
+//! clear gain, so 0 stays.
+//!
+//! `benches/run-cluster direct` (USERS=1000, N=2, a fresh cluster per run), before (5 in
+//! flight, Nagle on) and after (1 in flight, Nagle off), three interleaved rounds at load
+//! averages 1–5; cross-node p50 / p99 in ms, median of the three (same-node p50 was 0.9–1.7):
+//!
+//! | msg/s | before | after | the three "after" runs |
+//! |---|---|---|---|
+//! | 500 | 4.2 / 10.4 | 3.8 / 7.3 | 3.9/8.2, 3.6/7.3, 3.8/6.7 |
+//! | 1,000 | 5.2 / 13.4 | 4.1 / 9.8 | 5.0/42.6, 3.7/9.8, 4.1/9.6 |
+//! | 2,000 | 12.6 / 55.7 | 7.8 / 36.5 | 7.8/36.5, 7.6/35.2, 8.9/46.3 |
+//!
+//! On a quiet machine (the third round) before and after were equal at 500 and 1,000 msg/s
+//! (3.7/6.6 vs 3.8/6.7, 4.4/10.2 vs 4.1/9.6); the gain is in the loaded runs and at
+//! 2,000 msg/s, where the broker saturates.
 //! - Both: reconnect backoff 50 ms..1 s (recover quickly after a broker restart).
 //! - All clients: `allow.auto.create.topics=false`. Only the node creates its topics, with
 //!   its partition count. (librdkafka's producer otherwise asks the broker to auto-create
