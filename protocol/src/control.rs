@@ -5,6 +5,7 @@
 //! - `GET /v1/resolve?userId=U` — [`ResolveResponse`] (who owns a user, no token).
 //! - Errors — [`ApiError`] with the HTTP status from [`crate::close::http`].
 //! - Kafka `<prefix>.events.control` — [`ControlEvent`] records published by control.
+//! - Kafka `<prefix>.events.analytics` — [`AnalyticsEvent`] records published by gateway nodes.
 //!
 //! Unknown fields are ignored when parsing and optional fields have defaults, so a node and
 //! a control plane one version apart still understand each other; [`HEARTBEAT_VERSION`]
@@ -230,6 +231,73 @@ impl ControlEvent {
     }
 }
 
+/// Schema version of [`AnalyticsEvent`] (the `v` field of every event).
+pub const ANALYTICS_EVENT_VERSION: u32 = 1;
+
+/// One analytics event: a JSON record on [`analytics_events_topic`], published by the node
+/// that served the connection, keyed by the user id (one user's events stay in order),
+/// internally tagged by `type`, camelCase fields.
+///
+/// ```json
+/// {"type":"connect","v":1,"user":"alice","nodeId":"gw-1","shard":0,"conn":17,
+///  "atMs":1700000000000,"resumed":false}
+/// {"type":"disconnect","v":1,"user":"alice","nodeId":"gw-1","shard":0,"conn":17,
+///  "atMs":1700000090000,"connectedMs":90000}
+/// ```
+///
+/// Best effort: events are produced after the fact and never delay a client; one that
+/// cannot be queued is counted (`rtc_socket_relay_total{outcome="events_failed"}`) and
+/// dropped. Consumers ignore unknown fields and `type`s, as for [`ControlEvent`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum AnalyticsEvent {
+    /// A user's connection was attached (its `welcome` was sent).
+    #[serde(rename_all = "camelCase")]
+    Connect {
+        /// [`ANALYTICS_EVENT_VERSION`].
+        v: u32,
+        /// The user.
+        user: String,
+        /// The node serving it.
+        node_id: String,
+        /// The user's home shard on that node.
+        shard: u32,
+        /// The node's connection id (pairs a connect with its disconnect).
+        conn: u64,
+        /// When, unix ms.
+        at_ms: u64,
+        /// Whether the client presented a resume token.
+        resumed: bool,
+    },
+    /// An attached connection ended (any reason: close, drop, drain, replacement).
+    #[serde(rename_all = "camelCase")]
+    Disconnect {
+        /// [`ANALYTICS_EVENT_VERSION`].
+        v: u32,
+        /// The user.
+        user: String,
+        /// The node that served it.
+        node_id: String,
+        /// The user's home shard on that node.
+        shard: u32,
+        /// The connection id of its [`AnalyticsEvent::Connect`].
+        conn: u64,
+        /// When, unix ms.
+        at_ms: u64,
+        /// How long it was attached, ms.
+        connected_ms: u64,
+    },
+}
+
+impl AnalyticsEvent {
+    /// The record key: the user id.
+    pub fn key(&self) -> &str {
+        match self {
+            AnalyticsEvent::Connect { user, .. } | AnalyticsEvent::Disconnect { user, .. } => user,
+        }
+    }
+}
+
 /// An error body: `{"error":"not_found","message":"no such node"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -326,5 +394,25 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"error":"bad_user","message":"user id is empty"}"#
         );
+    }
+
+    #[test]
+    fn analytics_events_round_trip_with_the_documented_shape() {
+        let e = AnalyticsEvent::Disconnect {
+            v: ANALYTICS_EVENT_VERSION,
+            user: "alice".into(),
+            node_id: "gw-1".into(),
+            shard: 0,
+            conn: 17,
+            at_ms: 1_700_000_090_000,
+            connected_ms: 90_000,
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"disconnect","v":1,"user":"alice","nodeId":"gw-1","shard":0,"conn":17,"atMs":1700000090000,"connectedMs":90000}"#
+        );
+        assert_eq!(serde_json::from_str::<AnalyticsEvent>(&json).unwrap(), e);
+        assert_eq!(e.key(), "alice");
     }
 }

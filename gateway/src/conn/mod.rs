@@ -63,6 +63,9 @@ pub struct ConnShared {
     /// from other shards, `drain`); moved into the output on the next poll. Unallocated when
     /// empty; bounded by `shard::messaging::PENDING_MAX_BYTES`.
     pub pending: RefCell<Vec<u8>>,
+    /// Unix ms when the user was attached (`welcome` sent); 0 = never attached. Feeds the
+    /// analytics disconnect event (`shard::analytics`).
+    pub attached_at_ms: Cell<u64>,
     waker: Cell<Option<Waker>>,
     requests: Cell<u8>,
     close_code: Cell<u16>,
@@ -88,6 +91,7 @@ impl ConnShared {
             last_rx: Cell::new(now_s),
             drain_sent: Cell::new(false),
             pending: RefCell::new(Vec::new()),
+            attached_at_ms: Cell::new(0),
             waker: Cell::new(None),
             requests: Cell::new(0),
             close_code: Cell::new(0),

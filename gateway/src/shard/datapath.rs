@@ -603,6 +603,7 @@ fn finish_attach(shard: &Shard, mut ctx: AttachCtx, head: u64, acked: u64) {
     }
     match attached {
         Ok(_) => {
+            super::analytics::connected(shard, &ctx.shared, &ctx.user, ctx.last_offset.is_some());
             let out = ctx.task.out_mut();
             messaging::welcome_at(shard, &ctx.user, head, out);
             if let Some((from, to)) = ctx.gap {

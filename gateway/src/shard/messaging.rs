@@ -244,6 +244,7 @@ pub fn attach(
         .attach(user, id, last_offset, now);
     match attached {
         Ok(a) => {
+            super::analytics::connected(shard, &shared, user, last_offset.is_some());
             welcome(shard, user, &a, task.out_mut());
             if let Some(old) = a.replaced {
                 shard.close_conn(old, close::REPLACED);
@@ -536,8 +537,11 @@ pub fn written(shard: &Shard, conn: &ConnShared) {
 
 /// The connection is gone.
 pub fn detach(shard: &Shard, conn: &ConnShared) {
-    if let (Some(link), Some(user)) = (shard.store.as_ref(), conn.user.as_ref()) {
-        super::datapath::remove_session(shard, link, user, conn.id);
+    if let Some(user) = conn.user.as_ref() {
+        super::analytics::disconnected(shard, conn, user);
+        if let Some(link) = shard.store.as_ref() {
+            super::datapath::remove_session(shard, link, user, conn.id);
+        }
     }
     shard.session.core.borrow_mut().detach(conn.id, unix_ms());
     run_events(shard);

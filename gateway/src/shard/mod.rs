@@ -10,10 +10,12 @@
 //!   a cache; replay from Redis at attach, acks and session records in Redis.
 //! - `relaypath.rs` — with `KAFKA_BROKERS` too: committed messages for users owned by another
 //!   node go through Kafka to it; holes and relay losses are filled from Redis.
+//! - `analytics.rs` — connect/disconnect analytics events to Kafka (best effort, counted).
 //! - this file — [`Node`] (the little the shards share: config, drain flag, admission
 //!   limits, published metrics), [`Shard`] (per-core state) and [`run`], the shard's life:
 //!   listen, connect the mesh, then accept, route, sweep, publish metrics and drain.
 
+pub mod analytics;
 pub mod datapath;
 pub mod mesh;
 pub mod messaging;
