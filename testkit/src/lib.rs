@@ -16,17 +16,20 @@
 //! # Layout
 //! - `process.rs` — [`ChildGuard`]: a child killed (and reaped) on drop; [`listening_addr`].
 //! - `net.rs` — [`free_port`], [`wait_listening`], [`until`].
+//! - `metrics.rs` — [`metric_sum`] over Prometheus text.
 //! - `redis.rs` — [`RedisServer`] (optionally persistent, restartable on its port).
 //! - `broker.rs` — [`Broker`] (tansu with in-memory storage, restartable on its port).
 
 #![warn(missing_docs)]
 
 mod broker;
+mod metrics;
 mod net;
 mod process;
 mod redis;
 
 pub use broker::{shared_kafka, tansu_bin, Broker};
+pub use metrics::metric_sum;
 pub use net::{free_port, until, wait_listening};
 pub use process::{listening_addr, ChildGuard};
 pub use redis::{redis_bin, shared_redis_url, RedisServer};

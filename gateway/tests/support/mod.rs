@@ -124,15 +124,8 @@ impl Drop for Gateway {
     }
 }
 
-/// Sum of a metric's samples whose line starts with `prefix` (name plus optional labels).
-pub fn metric_sum(text: &str, name: &str, label_filter: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| l.contains(label_filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+#[allow(unused_imports)] // each test binary compiles this module; not all of them read metrics
+pub use testkit::metric_sum;
 
 /// Writes `req`, reads until the server closes (or times out); returns (status, text).
 pub fn raw_request(addr: SocketAddr, req: &[u8]) -> (u16, String) {

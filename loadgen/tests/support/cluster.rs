@@ -189,15 +189,8 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// Sum of a Prometheus metric's samples whose labels contain `label_filter`.
-pub fn metric_sum(text: &str, name: &str, label_filter: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| l.contains(label_filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+#[allow(unused_imports)] // each test binary compiles this module; not all of them read metrics
+pub use testkit::metric_sum;
 
 /// A Redis server on a fixed port (so a restart keeps its address), data in the scratch dir.
 pub struct Redis {
