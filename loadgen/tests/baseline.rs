@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{baseline, fig, run_json, run_loadgen, temp_path};
+use support::{baseline, direct_smoke, fig, run_json, run_loadgen, temp_path};
 
 #[test]
 fn connect_holds_every_user_and_samples_the_server() {
@@ -41,28 +41,7 @@ fn connect_holds_every_user_and_samples_the_server() {
 fn direct_with_verify_delivers_everything_acked() {
     let server = baseline();
     let url = format!("ws://{}/ws", server.addr);
-    let r = run_json(
-        "direct",
-        &[
-            "--url",
-            &url,
-            "--users",
-            "20",
-            "--rate",
-            "200",
-            "--duration",
-            "2",
-            "--verify",
-        ],
-        None,
-    );
-    let sent = fig(&r, "msg.sent");
-    assert!(sent >= 200.0, "sent {sent}");
-    assert_eq!(fig(&r, "msg.acked"), sent);
-    assert_eq!(fig(&r, "msg.delivered"), sent);
-    assert_eq!(fig(&r, "verify.lost"), 0.0);
-    assert_eq!(fig(&r, "verify.duplicated"), 0.0);
-    assert_eq!(fig(&r, "verify.out_of_order"), 0.0);
+    let r = direct_smoke(["--url", &url]);
     assert_eq!(r["verify"]["streams"], 20);
     assert!(fig(&r, "msg.latency_p99_us") > 0.0);
 }

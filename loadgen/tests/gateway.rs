@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{fig, gateway, run_json};
+use support::{direct_smoke, fig, gateway, run_json};
 
 #[test]
 fn connect_direct_verify_and_echo_against_the_gateway() {
@@ -31,28 +31,7 @@ fn connect_direct_verify_and_echo_against_the_gateway() {
     assert_eq!(fig(&r, "connect.peak_connected"), 100.0);
     assert_eq!(fig(&r, "errors.total"), 0.0);
 
-    let r = run_json(
-        "direct",
-        &[
-            "--url",
-            &ws,
-            "--users",
-            "20",
-            "--rate",
-            "200",
-            "--duration",
-            "2",
-            "--verify",
-        ],
-        None,
-    );
-    let sent = fig(&r, "msg.sent");
-    assert!(sent >= 200.0, "sent {sent}");
-    assert_eq!(fig(&r, "msg.acked"), sent);
-    assert_eq!(fig(&r, "msg.delivered"), sent);
-    assert_eq!(fig(&r, "verify.lost"), 0.0);
-    assert_eq!(fig(&r, "verify.duplicated"), 0.0);
-    assert_eq!(fig(&r, "verify.out_of_order"), 0.0);
+    direct_smoke(["--url", &ws]);
 
     let r = run_json(
         "churn",

@@ -211,6 +211,32 @@ pub fn fig(report: &serde_json::Value, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no figure {name} in {}", report["figures"]))
 }
 
+/// The smoke `direct` run every server gets: 20 users, 200 msg/s for 2 s with `--verify`,
+/// through `target` (`["--url", ws]` or `["--control", url]`). Asserts every message was
+/// acknowledged and delivered exactly once, in order; returns the report for more checks.
+pub fn direct_smoke(target: [&str; 2]) -> serde_json::Value {
+    let mut args = target.to_vec();
+    args.extend([
+        "--users",
+        "20",
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+        "--verify",
+    ]);
+    let r = run_json("direct", &args, None);
+    let sent = fig(&r, "msg.sent");
+    assert!(sent >= 200.0, "sent {sent}");
+    assert_eq!(fig(&r, "msg.acked"), sent);
+    assert_eq!(fig(&r, "msg.delivered"), sent);
+    assert_eq!(fig(&r, "verify.lost"), 0.0);
+    assert_eq!(fig(&r, "verify.duplicated"), 0.0);
+    assert_eq!(fig(&r, "verify.out_of_order"), 0.0);
+    assert_eq!(fig(&r, "errors.total"), 0.0);
+    r
+}
+
 /// A stand-in for control's placement API on a free port: `GET /v1/connect?userId=U` answers
 /// `{wsUrl: ws://<ws>/ws?userId=U, token, ringVersion}` (the shape of
 /// `protocol::control::ConnectResponse`). Returns its base URL and the number of placements
